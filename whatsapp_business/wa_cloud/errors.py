@@ -46,6 +46,13 @@ AUTH_SUBCODE_REASONS = {
     492: "invalid_session",
 }
 
+_RATE_LIMIT_SCOPES = {
+    4: "app",
+    80007: "account",
+    130429: "phone_number",
+    131056: "recipient",
+}
+
 # Pair rate limit: Meta tolerates about one message every 6 s to the same user.
 PAIR_RATE_LIMIT_DELAY = 6.0
 
@@ -115,7 +122,8 @@ class WhatsAppError(Exception):
             )
         if self.http_status is not None:
             head.append(f"HTTP {self.http_status}")
-        text = self.message or self.title or type(self).__name__
+        # The code is already in the head: drop Graph's "(#code) " prefix.
+        text = _strip_code_prefix(self.message) or self.title or type(self).__name__
         if self.details and self.details not in text:
             text = f"{text}: {self.details}"
         if head:
@@ -172,13 +180,10 @@ class RateLimitError(WhatsAppError):
     category = "rate_limit"
     retryable = True
 
-    # Which limit: 'app' (4), 'account' (80007), 'phone_number' (130429),
-    # 'recipient' (131056), 'http' (bare HTTP 429).
-    _SCOPES = {4: "app", 80007: "account", 130429: "phone_number", 131056: "recipient"}
-
     @property
     def scope(self):
-        return self._SCOPES.get(self.code, "http")
+        """Limit hit: 'app', 'account', 'phone_number', 'recipient' or 'http'."""
+        return _RATE_LIMIT_SCOPES.get(self.code, "http")
 
 
 class RecipientError(WhatsAppError):

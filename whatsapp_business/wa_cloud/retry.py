@@ -96,9 +96,9 @@ class RetryPolicy:
                 if not self.should_retry(error, attempt, is_send):
                     raise
                 wait = self.delay(attempt, error)
-                if self.max_elapsed is not None:
-                    if self.clock() - start + wait > self.max_elapsed:
-                        raise
+                elapsed = self.clock() - start
+                if self.max_elapsed is not None and elapsed + wait > self.max_elapsed:
+                    raise
                 if on_retry is not None:
                     on_retry(error, attempt, wait)
                 self.sleep(wait)
