@@ -1,0 +1,15 @@
+from odoo import fields, models
+
+
+class ResCompany(models.Model):
+    _inherit = "res.company"
+
+    whatsapp_enabled = fields.Boolean(string="WhatsApp")
+    whatsapp_account_ids = fields.One2many("whatsapp.account", "company_id")
+
+    def _get_whatsapp_account(self):
+        """The company's default account: the first active one by sequence."""
+        self.ensure_one()
+        return self.env["whatsapp.account"].search(
+            [("company_id", "=", self.id)], order="sequence, id", limit=1
+        )

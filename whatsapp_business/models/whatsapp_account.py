@@ -1,0 +1,633 @@
+import logging
+import os
+import secrets
+from datetime import timedelta
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.tools import config
+
+from ..wa_cloud import const
+from ..wa_cloud.client import CloudApiClient
+from ..wa_cloud.crypto import CONFIG_OPTION, ConfigurationError, SecretBox, load_keys
+from ..wa_cloud.errors import (
+    AccountBlockedError,
+    ApiPermissionError,
+    AuthenticationError,
+    WhatsAppError,
+)
+
+_logger = logging.getLogger(__name__)
+
+SECRET_FIELDS = ("access_token", "app_secret")
+MANAGER_GROUP = "whatsapp_business.group_whatsapp_manager"
+WEBHOOK_ROUTE = "/whatsapp/webhook/"
+
+
+def get_secret_box():
+    """Build the encryption box from the server configuration, never from the DB."""
+    return SecretBox(load_keys(config.get(CONFIG_OPTION), os.environ))
+
+
+def _new_token(_records=None):
+    # 32 random bytes (256 bits) from the OS CSPRNG, URL-safe.
+    return secrets.token_urlsafe(32)
+
+
+class WhatsAppAccount(models.Model):
+    _name = "whatsapp.account"
+    _description = "WhatsApp Business Account"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "sequence, id"
+    _check_company_auto = True
+
+    name = fields.Char(required=True, tracking=True)
+    active = fields.Boolean(default=True, tracking=True)
+    sequence = fields.Integer(default=10)
+    company_id = fields.Many2one(
+        "res.company",
+        required=True,
+        default=lambda self: self.env.company,
+        tracking=True,
+        index=True,
+    )
+    user_id = fields.Many2one(
+        "res.users",
+        string="Responsible",
+        default=lambda self: self.env.user,
+        help="Receives the alerts about this account (expired token, blocked number).",
+    )
+    phone_number_id = fields.Char(
+        string="Phone Number ID",
+        required=True,
+        tracking=True,
+        help="The Graph id of the business phone number (Meta's WhatsApp > API Setup).",
+    )
+    waba_id = fields.Char(
+        string="Business Account ID",
+        required=True,
+        tracking=True,
+        help="The WhatsApp Business Account id (WABA) that owns the phone number.",
+    )
+    app_id = fields.Char(string="App ID", tracking=True)
+    api_version = fields.Char(
+        string="Graph API Version",
+        required=True,
+        default=const.DEFAULT_API_VERSION,
+        tracking=True,
+    )
+    base_url = fields.Char(
+        string="Graph API URL",
+        required=True,
+        default=const.DEFAULT_BASE_URL,
+        tracking=True,
+        help="Change it only to point the account at a sandbox or a test server.",
+    )
+
+    # Ciphertext only; readable by nobody but the superuser and the code that decrypts.
+    access_token_encrypted = fields.Char(copy=False, groups="base.group_system")
+    app_secret_encrypted = fields.Char(copy=False, groups="base.group_system")
+    # Write-only plaintext entry fields: reading them always gives an empty value.
+    access_token = fields.Char(
+        compute="_compute_secret_inputs",
+        inverse="_inverse_access_token",
+        groups=MANAGER_GROUP,
+        copy=False,
+        help="Permanent system-user token with whatsapp_business_messaging and "
+        "whatsapp_business_management permissions.",
+    )
+    app_secret = fields.Char(
+        compute="_compute_secret_inputs",
+        inverse="_inverse_app_secret",
+        groups=MANAGER_GROUP,
+        copy=False,
+        help="App secret (App settings > Basic); it signs the webhooks.",
+    )
+    access_token_set = fields.Boolean(compute="_compute_secrets_set")
+    app_secret_set = fields.Boolean(compute="_compute_secrets_set")
+
+    webhook_key = fields.Char(
+        copy=False,
+        readonly=True,
+        default=_new_token,
+        groups=MANAGER_GROUP,
+    )
+    verify_token = fields.Char(
+        copy=False,
+        readonly=True,
+        default=_new_token,
+        groups=MANAGER_GROUP,
+        help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > Verify token.",
+    )
+    webhook_url = fields.Char(
+        compute="_compute_webhook_url",
+        groups=MANAGER_GROUP,
+        help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > Callback URL.",
+    )
+
+    # Behaviour of inbound messages and of the send queue.
+    create_lead = fields.Boolean(
+        string="Create Leads",
+        help="Create a CRM lead for a sender who has no open lead.",
+    )
+    lead_team_id = fields.Many2one("crm.team", string="Sales Team", check_company=True)
+    lead_user_id = fields.Many2one("res.users", string="Salesperson")
+    unblacklist_on_inbound = fields.Boolean(
+        string="Opt Back In on New Message",
+        help="A number that opted out is taken off the blacklist when it writes again.",
+    )
+    rate_limit = fields.Integer(
+        string="Messages per Second",
+        default=const.DEFAULT_RATE_LIMIT,
+        help="Never exceeded by the send queue. Meta allows 80 by default.",
+    )
+    max_concurrency = fields.Integer(
+        string="Parallel Requests",
+        default=4,
+        help="How many HTTP requests the send queue runs at once for this account.",
+    )
+    max_retries = fields.Integer(
+        string="Retries",
+        default=5,
+        help="How many times a transient failure is retried before the message fails.",
+    )
+
+    # Health.
+    state = fields.Selection(
+        [
+            ("not_configured", "Not Configured"),
+            ("connected", "Connected"),
+            ("token_invalid", "Token Invalid"),
+            ("error", "Error"),
+        ],
+        default="not_configured",
+        required=True,
+        readonly=True,
+        copy=False,
+        tracking=True,
+    )
+    display_phone_number = fields.Char(readonly=True, copy=False)
+    verified_name = fields.Char(readonly=True, copy=False)
+    quality_rating = fields.Char(readonly=True, copy=False)
+    messaging_tier = fields.Char(string="Messaging Limit", readonly=True, copy=False)
+    last_check_date = fields.Datetime(string="Last Check", readonly=True, copy=False)
+    last_success_date = fields.Datetime(
+        string="Last Successful Call", readonly=True, copy=False
+    )
+    last_webhook_date = fields.Datetime(
+        string="Last Webhook Received", readonly=True, copy=False
+    )
+    last_error = fields.Text(readonly=True, copy=False)
+    rejected_signature_count = fields.Integer(
+        string="Rejected Webhooks (24 h)",
+        compute="_compute_rejected_signature_count",
+        help="Webhook calls refused in the last 24 hours because of a missing or "
+        "wrong signature.",
+    )
+
+    _sql_constraints = [
+        ("webhook_key_unique", "UNIQUE(webhook_key)", "The webhook key must be unique."),
+        (
+            "verify_token_unique",
+            "UNIQUE(verify_token)",
+            "The verify token must be unique.",
+        ),
+        (
+            "rate_limit_positive",
+            "CHECK(rate_limit > 0)",
+            "The rate limit must be at least one message per second.",
+        ),
+        (
+            "max_concurrency_positive",
+            "CHECK(max_concurrency > 0)",
+            "At least one parallel request is needed.",
+        ),
+    ]
+
+    def init(self):
+        # Unique among active accounts only: an archived account keeps its history.
+        self.env.cr.execute(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS whatsapp_account_phone_number_id_active_uniq
+            ON whatsapp_account (phone_number_id) WHERE active
+            """
+        )
+
+    # ------------------------------------------------------------------ compute
+
+    def _compute_secret_inputs(self):
+        for account in self:
+            account.access_token = False
+            account.app_secret = False
+
+    @api.depends("access_token_encrypted", "app_secret_encrypted")
+    def _compute_secrets_set(self):
+        for account, account_sudo in zip(self, self.sudo(), strict=True):
+            account.access_token_set = bool(account_sudo.access_token_encrypted)
+            account.app_secret_set = bool(account_sudo.app_secret_encrypted)
+
+    @api.depends("webhook_key")
+    def _compute_webhook_url(self):
+        for account in self:
+            key = account.sudo().webhook_key
+            account.webhook_url = (
+                f"{account.get_base_url()}{WEBHOOK_ROUTE}{key}" if key else False
+            )
+
+    def _compute_rejected_signature_count(self):
+        counts = self.env["whatsapp.webhook.rejection"]._count_last_day(self.ids)
+        for account in self:
+            account.rejected_signature_count = counts.get(account.id, 0)
+
+    # ------------------------------------------------------------------ secrets
+
+    def _inverse_access_token(self):
+        self._store_secret("access_token")
+
+    def _inverse_app_secret(self):
+        self._store_secret("app_secret")
+
+    def _store_secret(self, fname):
+        box = self._get_secret_box()
+        for account in self:
+            value = account[fname]
+            if not value:
+                # An empty input means "keep the current secret" (write-only field).
+                continue
+            account.sudo()[f"{fname}_encrypted"] = box.encrypt(value.strip())
+        if fname == "access_token":
+            self.filtered(lambda a: a.state == "token_invalid").sudo().write(
+                {"state": "not_configured", "last_error": False}
+            )
+
+    @api.model
+    def _get_secret_box(self):
+        try:
+            box = get_secret_box()
+            box.encrypt("")  # fail now, before anything is written, if the key is bad
+        except ConfigurationError as exc:
+            raise UserError(
+                self.env._(
+                    "WhatsApp secrets cannot be encrypted: %(reason)s\n"
+                    "Ask your administrator to set 'whatsapp_encryption_key' in the "
+                    "Odoo configuration file (or the WHATSAPP_ENCRYPTION_KEY "
+                    "environment variable) and restart Odoo.",
+                    reason=exc,
+                )
+            ) from exc
+        return box
+
+    def _get_secret(self, fname):
+        """Decrypt a secret for the code that needs it (never for display)."""
+        self.ensure_one()
+        assert fname in SECRET_FIELDS
+        ciphertext = self.sudo()[f"{fname}_encrypted"]
+        if not ciphertext:
+            return None
+        try:
+            return self._get_secret_box().decrypt(ciphertext)
+        except UserError:
+            raise
+        except ConfigurationError as exc:
+            raise UserError(
+                self.env._(
+                    "The WhatsApp secrets of %(account)s cannot be decrypted with the "
+                    "configured key. Was 'whatsapp_encryption_key' changed without "
+                    "keeping the previous key after a comma?",
+                    account=self.display_name,
+                )
+            ) from exc
+
+    def action_reveal_access_token(self):
+        """The one deliberate way for a manager to read a stored token back."""
+        self.ensure_one()
+        if not self.env.user.has_group(MANAGER_GROUP):
+            raise AccessError(self.env._("Only WhatsApp managers can reveal a token."))
+        self.check_access("write")
+        token = self._get_secret("access_token")
+        self.message_post(
+            body=self.env._("The access token was revealed by %s.", self.env.user.name)
+        )
+        return token
+
+    @api.model
+    def _rotate_encryption_key(self):
+        """Re-encrypt every stored secret with the first configured key.
+
+        Run it after putting the new key first in whatsapp_encryption_key (the old
+        key stays after a comma until this has run), e.g. from `odoo shell`:
+        env["whatsapp.account"]._rotate_encryption_key(); env.cr.commit()
+        """
+        if not self.env.is_superuser() and not self.env.user.has_group(MANAGER_GROUP):
+            raise AccessError(self.env._("Only WhatsApp managers can rotate the key."))
+        box = self._get_secret_box()
+        accounts = self.sudo().with_context(active_test=False).search([])
+        rotated = 0
+        for account in accounts:
+            vals = {}
+            for fname in SECRET_FIELDS:
+                ciphertext = account[f"{fname}_encrypted"]
+                if ciphertext:
+                    try:
+                        vals[f"{fname}_encrypted"] = box.rotate(ciphertext)
+                    except ConfigurationError as exc:
+                        raise UserError(
+                            self.env._(
+                                "A secret of %(account)s cannot be decrypted with any "
+                                "configured key.",
+                                account=account.display_name,
+                            )
+                        ) from exc
+            if vals:
+                account.write(vals)
+                rotated += 1
+        _logger.info("Re-encrypted the secrets of %d WhatsApp account(s)", rotated)
+        return rotated
+
+    def action_rotate_encryption_key(self):
+        count = self._rotate_encryption_key()
+        return self._notify(
+            self.env._("Secrets of %s account(s) re-encrypted with the current key.")
+            % count
+        )
+
+    # ------------------------------------------------------------------ crud
+
+    def _check_phone_number_available(self, phone_number_id, exclude_ids=()):
+        """Refuse a number already served by an active account, with a clear message.
+
+        The partial unique index guarantees it; this check runs first so the
+        admin reads a sentence instead of a database error.
+        """
+        duplicate = (
+            self.sudo()
+            .with_context(active_test=True)
+            .search(
+                [("phone_number_id", "=", phone_number_id), ("id", "not in", list(exclude_ids))],
+                limit=1,
+            )
+        )
+        if duplicate:
+            raise ValidationError(
+                self.env._(
+                    "The phone number id %(number)s is already used by the active "
+                    "WhatsApp account %(account)s (%(company)s). Archive that account "
+                    "first.",
+                    number=phone_number_id,
+                    account=duplicate.name,
+                    company=duplicate.company_id.name,
+                )
+            )
+
+    @api.constrains("api_version")
+    def _check_api_version(self):
+        for account in self:
+            version = (account.api_version or "").strip()
+            try:
+                major = int(version.lstrip("v").split(".")[0])
+            except ValueError:
+                major = 0
+            minimum = int(const.MIN_API_VERSION.lstrip("v").split(".")[0])
+            if not version.startswith("v") or major < minimum:
+                raise ValidationError(
+                    self.env._(
+                        "The Graph API version must look like %(example)s and be "
+                        "%(minimum)s or newer (older versions are expired).",
+                        example=const.DEFAULT_API_VERSION,
+                        minimum=const.MIN_API_VERSION,
+                    )
+                )
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            for fname in ("phone_number_id", "waba_id", "app_id"):
+                if vals.get(fname):
+                    vals[fname] = vals[fname].strip()
+            if vals.get("phone_number_id") and vals.get("active", True):
+                self._check_phone_number_available(vals["phone_number_id"])
+        accounts = super().create(vals_list)
+        accounts._update_configured_state()
+        return accounts
+
+    def write(self, vals):
+        for fname in ("phone_number_id", "waba_id", "app_id"):
+            if vals.get(fname):
+                vals[fname] = vals[fname].strip()
+        if vals.get("phone_number_id") or vals.get("active"):
+            for account in self:
+                number = vals.get("phone_number_id") or account.phone_number_id
+                if vals.get("active", account.active):
+                    self._check_phone_number_available(number, exclude_ids=self.ids)
+        res = super().write(vals)
+        if {"access_token", "app_secret", "phone_number_id", "waba_id"} & set(vals):
+            self._update_configured_state()
+        return res
+
+    def copy_data(self, default=None):
+        vals_list = super().copy_data(default=default)
+        for account, vals in zip(self, vals_list, strict=True):
+            vals["name"] = self.env._("%s (copy)", account.name)
+            # Two accounts may not serve the same number at once.
+            vals["active"] = False
+        return vals_list
+
+    def _update_configured_state(self):
+        for account in self.sudo():
+            configured = bool(
+                account.access_token_encrypted
+                and account.app_secret_encrypted
+                and account.phone_number_id
+                and account.waba_id
+            )
+            if not configured and account.state != "not_configured":
+                account.state = "not_configured"
+
+    # ------------------------------------------------------------------ API
+
+    def _client_arguments(self):
+        """Constructor arguments of the pure client, secrets decrypted."""
+        self.ensure_one()
+        token = self._get_secret("access_token")
+        if not token:
+            raise UserError(
+                self.env._(
+                    "The WhatsApp account %s has no access token yet.", self.display_name
+                )
+            )
+        return {
+            "access_token": token,
+            "phone_number_id": self.phone_number_id,
+            "waba_id": self.waba_id,
+            "base_url": self.base_url or const.DEFAULT_BASE_URL,
+            "api_version": self.api_version or const.DEFAULT_API_VERSION,
+        }
+
+    def _get_client(self, **kwargs):
+        """A client of the pure core bound to this account's credentials."""
+        return CloudApiClient(**self._client_arguments(), **kwargs)
+
+    def _touch_last_webhook(self):
+        """Remember the last webhook, writing the account row at most once a minute."""
+        now = fields.Datetime.now()
+        stale = self.sudo().filtered(
+            lambda a: not a.last_webhook_date
+            or a.last_webhook_date < now - timedelta(minutes=1)
+        )
+        if stale:
+            stale.write({"last_webhook_date": now})
+
+    def _mark_success(self):
+        self.sudo().write(
+            {
+                "state": "connected",
+                "last_success_date": fields.Datetime.now(),
+                "last_error": False,
+            }
+        )
+
+    def _handle_api_error(self, error):
+        """Record an account-level failure; alert the responsible once."""
+        self.ensure_one()
+        account = self.sudo()
+        message = error_summary(error)
+        if isinstance(error, AuthenticationError):
+            if account.state != "token_invalid":
+                account.write({"state": "token_invalid", "last_error": message})
+                account._schedule_alert(
+                    self.env._("WhatsApp access token invalid"),
+                    self.env._(
+                        "Meta refused the access token of this account (%s). Paste a new "
+                        "permanent system-user token; messages wait until then.",
+                        message,
+                    ),
+                )
+            else:
+                account.last_error = message
+        elif isinstance(error, (AccountBlockedError, ApiPermissionError)):
+            if account.state != "error":
+                account._schedule_alert(
+                    self.env._("WhatsApp account needs attention"), message
+                )
+            account.write({"state": "error", "last_error": message})
+        else:
+            account.last_error = message
+
+    def _schedule_alert(self, summary, note):
+        user = self.user_id or self.create_uid
+        if not user.active or not user._is_internal():
+            return
+        self.activity_schedule(
+            "mail.mail_activity_data_todo", summary=summary, note=note, user_id=user.id
+        )
+
+    def action_test_connection(self):
+        self.ensure_one()
+        self.check_access("write")
+        now = fields.Datetime.now()
+        try:
+            with self._get_client() as client:
+                info = client.get_phone_number_info()
+        except WhatsAppError as error:
+            self.sudo().last_check_date = now
+            self._handle_api_error(error)
+            if not isinstance(error, AuthenticationError):
+                self.sudo().state = "error"
+            return self._notify(
+                self.env._("Connection failed: %s", error_summary(error)), "danger"
+            )
+        self.sudo().write(
+            {
+                "display_phone_number": info.display_phone_number,
+                "verified_name": info.verified_name,
+                "quality_rating": info.quality_rating,
+                "messaging_tier": info.messaging_limit_tier,
+                "last_check_date": now,
+            }
+        )
+        self._mark_success()
+        return self._notify(
+            self.env._(
+                "Connected to %(number)s (%(name)s), quality %(quality)s.",
+                number=info.display_phone_number or "?",
+                name=info.verified_name or "?",
+                quality=info.quality_rating or "?",
+            ),
+            "success",
+        )
+
+    def action_subscribe_app(self):
+        self.ensure_one()
+        self.check_access("write")
+        try:
+            with self._get_client() as client:
+                client.subscribe_app()
+        except WhatsAppError as error:
+            self._handle_api_error(error)
+            return self._notify(
+                self.env._("Subscription failed: %s", error_summary(error)), "danger"
+            )
+        self._mark_success()
+        return self._notify(
+            self.env._(
+                "The app is subscribed to the business account: Meta will deliver "
+                "its webhooks."
+            ),
+            "success",
+        )
+
+    def action_regenerate_verify_token(self):
+        self.check_access("write")
+        for account in self:
+            account.sudo().verify_token = _new_token()
+            account.message_post(
+                body=self.env._(
+                    "A new verify token was generated; paste it in Meta's dashboard."
+                )
+            )
+        return True
+
+    def action_sync_templates(self):
+        self.check_access("write")
+        return self.env["whatsapp.template"]._sync_from_meta(self)
+
+    def _notify(self, message, kind="info"):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": message,
+                "type": kind,
+                "sticky": kind == "danger",
+                # Reload the form so that the health fields show the new values.
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    # ------------------------------------------------------------------ lookups
+
+    @api.model
+    def _find_by_webhook_key(self, key):
+        if not key:
+            return self.browse()
+        return (
+            self.sudo()
+            .with_context(active_test=False)
+            .search([("webhook_key", "=", key)], limit=1)
+        )
+
+
+def error_summary(error):
+    """One line for users and logs: code and Meta's details, no secrets."""
+    if not isinstance(error, WhatsAppError):
+        return str(error)
+    parts = []
+    if error.code is not None:
+        parts.append(f"#{error.code}")
+    if error.title:
+        parts.append(error.title)
+    if error.details and error.details != error.title:
+        parts.append(f"({error.details})")
+    if error.fbtrace_id:
+        parts.append(f"[fbtrace_id {error.fbtrace_id}]")
+    return " ".join(parts) or error.__class__.__name__
