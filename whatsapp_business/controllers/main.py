@@ -1,0 +1,96 @@
+import json
+import logging
+
+from werkzeug.wrappers import Response
+
+from odoo import http
+from odoo.exceptions import UserError
+from odoo.http import request
+
+from ..wa_cloud.webhook import SignatureError, verify_signature, verify_subscription
+
+_logger = logging.getLogger(__name__)
+
+MAX_BYTES_PARAM = "whatsapp_business.webhook_max_bytes"
+DEFAULT_MAX_BYTES = 3 * 1024 * 1024
+
+
+def _plain(text, status):
+    return Response(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+class WhatsAppWebhookController(http.Controller):
+    @http.route(
+        "/whatsapp/webhook/<string:key>",
+        type="http",
+        auth="public",
+        methods=["GET"],
+        csrf=False,
+        save_session=False,
+    )
+    def whatsapp_webhook_verify(self, key, **_params):
+        """Meta's subscription handshake: echo the challenge for the right token."""
+        account = request.env["whatsapp.account"].sudo()._find_by_webhook_key(key)
+        expected = account.verify_token if account else None
+        challenge = verify_subscription(request.httprequest.args, expected)
+        if challenge is None:
+            _logger.info("WhatsApp webhook verification refused (account %s)", account.id)
+            return _plain("Forbidden", 403)
+        _logger.info("WhatsApp webhook verified for account %s", account.id)
+        return _plain(challenge, 200)
+
+    @http.route(
+        "/whatsapp/webhook/<string:key>",
+        type="http",
+        auth="public",
+        methods=["POST"],
+        csrf=False,
+        save_session=False,
+    )
+    def whatsapp_webhook_receive(self, key, **_params):
+        """Verify the raw bytes, store them durably, then process them.
+
+        Meta retries anything but a 200, so a 200 is sent only once the body is
+        in the inbox: the response leaves after Odoo committed the transaction.
+        """
+        env = request.env
+        account = env["whatsapp.account"].sudo()._find_by_webhook_key(key)
+        if not account:
+            return _plain("Not Found", 404)
+        max_bytes = int(
+            env["ir.config_parameter"].sudo().get_param(MAX_BYTES_PARAM, DEFAULT_MAX_BYTES)
+        )
+        httprequest = request.httprequest
+        if (httprequest.content_length or 0) > max_bytes:
+            return _plain("Payload Too Large", 413)
+        raw = httprequest.get_data(cache=True)
+        if len(raw) > max_bytes:
+            return _plain("Payload Too Large", 413)
+        try:
+            app_secret = account._get_secret("app_secret")
+        except UserError:
+            # The key is missing or wrong on this server: let Meta retry later.
+            _logger.error("WhatsApp account %s: app secret cannot be decrypted", account.id)
+            return _plain("Service Unavailable", 503)
+        try:
+            verify_signature(raw, httprequest.headers.get("X-Hub-Signature-256"), app_secret)
+        except SignatureError as exc:
+            env["whatsapp.webhook.rejection"].sudo()._record(account)
+            _logger.warning(
+                "WhatsApp webhook for account %s refused: %s", account.id, exc
+            )
+            return _plain("Forbidden", 403)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _plain("Bad Request: body is not JSON", 400)
+        if not isinstance(body, dict):
+            return _plain("Bad Request: body is not a JSON object", 400)
+        Event = env["whatsapp.webhook.event"].sudo()
+        event = Event._receive(account, raw)
+        account._touch_last_webhook()
+        if event is None:
+            _logger.info("WhatsApp webhook for account %s: repeated body", account.id)
+            return _plain("OK", 200)
+        event._process()
+        return _plain("OK", 200)
