@@ -1,1 +1,11 @@
-
+from . import res_company
+from . import res_config_settings
+from . import res_partner
+from . import whatsapp_account
+from . import whatsapp_template
+from . import whatsapp_message
+from . import whatsapp_message_status
+from . import whatsapp_webhook_event
+from . import whatsapp_webhook_processor
+from . import crm_lead
+from . import ir_actions_server

@@ -1,1 +1,1 @@
-
+from . import whatsapp_composer

@@ -1,0 +1,27 @@
+from odoo import fields, models
+
+
+class CrmLead(models.Model):
+    _inherit = "crm.lead"
+
+    whatsapp_message_count = fields.Integer(compute="_compute_whatsapp_message_count")
+
+    def _compute_whatsapp_message_count(self):
+        counts = dict(
+            self.env["whatsapp.message"]._read_group(
+                [("res_model", "=", "crm.lead"), ("res_id", "in", self.ids)],
+                ["res_id"],
+                ["__count"],
+            )
+        )
+        for lead in self:
+            lead.whatsapp_message_count = counts.get(lead.id, 0)
+
+    def action_open_whatsapp_messages(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "whatsapp_business.whatsapp_message_action"
+        )
+        action["domain"] = [("res_model", "=", "crm.lead"), ("res_id", "=", self.id)]
+        action["context"] = {"create": False}
+        return action
