@@ -29,6 +29,11 @@
         "views/res_config_settings_views.xml",
         "views/whatsapp_business_menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "whatsapp_business/static/tests/tours/*.js",
+        ],
+    },
     "installable": True,
     "application": False,
 }
