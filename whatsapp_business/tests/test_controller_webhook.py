@@ -408,3 +408,45 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self.env["whatsapp.webhook.event"]._cron_purge_payloads()
         self.assertFalse(event.exists())
         self.assertTrue(self.env["whatsapp.message"].search([("wamid", "=", "wamid.P")]))
+
+
+@tagged("post_install", "-at_install")
+class TestLogPrivacy(WhatsAppMixin, HttpCase):
+    """Logs carry ids, counts and states: never a token, secret, number or body."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.setup_whatsapp()
+
+    def test_no_secret_or_content_in_logs(self):
+        from .common import mock_gateway
+
+        url = f"/whatsapp/webhook/{self.account_a.sudo().webhook_key}"
+        secret_body = "Mi número de cuenta es 1234"
+        raw = webhook_body(
+            messages_entry(
+                self.account_a,
+                messages=[{"from": "34611999888", "id": "wamid.PRIV", "timestamp": "1",
+                           "type": "text", "text": {"body": secret_body}}],
+                contacts=[{"profile": {"name": "Secret Name"}, "wa_id": "34611999888"}],
+            )
+        ).encode()
+        with self.assertLogs("odoo.addons.whatsapp_business", level="DEBUG") as logs:
+            self.url_open(url, data=raw, headers={
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign(raw, "app-secret-a")})
+            self.url_open(url, data=raw, headers={
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": "sha256=" + "0" * 64})
+            self.open_window(self.account_a, "+34611999888")
+            self.env["whatsapp.message"]._queue_outbound(
+                self.account_a,
+                [{"record": self.lead_a, "phone": "+34611999888", "body": secret_body}],
+            )
+            with mock_gateway():
+                self.env["whatsapp.message"]._cron_process_queue()
+        text = "\n".join(logs.output)
+        for needle in (secret_body, "34611999888", "Secret Name", "EAAtokenA",
+                       "app-secret-a", self.account_a.sudo().verify_token):
+            self.assertNotIn(needle, text)
