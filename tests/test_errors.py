@@ -399,7 +399,7 @@ def test_str_and_dict_never_contain_the_token():
     ]
     for text in texts:
         assert TOKEN not in text
-    assert "access_token=***" in error.details
+    assert "access_token=EAAG…(len" in error.details
     assert "#190/467" in str(error)
     assert "Atrace190" in str(error)
 

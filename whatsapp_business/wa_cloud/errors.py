@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from http import HTTPStatus
 
+from .redact import redact
+
 __all__ = [
     "AUTH_SUBCODE_REASONS",
     "AccountBlockedError",
@@ -56,22 +58,11 @@ _RATE_LIMIT_SCOPES = {
 # Pair rate limit: Meta tolerates about one message every 6 s to the same user.
 PAIR_RATE_LIMIT_DELAY = 6.0
 
-# Anything that could be a credential inside a message we did not write ourselves.
-_SECRET_PATTERNS = (
-    (re.compile(r"(?i)(access_token=)[^&\s\"']+"), r"\1***"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
-    (re.compile(r"\bEAA[A-Za-z0-9]{16,}"), "EAA***"),
-)
-
-
 def scrub_secrets(text):
-    """Return ``text`` with access tokens and bearer credentials masked."""
+    """Return ``text`` with tokens, secrets and phone numbers masked."""
     if not text:
         return text
-    text = str(text)
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    return redact(text)
 
 
 class WhatsAppError(Exception):
