@@ -1,0 +1,629 @@
+#!/usr/bin/env python3
+"""The one test command of the repository: ``python3 run_tests.py``.
+
+Phases (each one reports, all are summed up in the last line):
+
+1. pure tests: ``pytest -p no:odoo tests/`` without the end-to-end tests
+   (``tests/e2e/`` and tests marked ``e2e``);
+2. when Odoo is importable and PostgreSQL answers, on one fresh database:
+   install ``whatsapp_business`` (the log must have no WARNING/ERROR/CRITICAL line),
+   upgrade it (same check), run the addon's Odoo tests with pytest-odoo, then the
+   end-to-end tests of ``tests/e2e/``; the database is dropped at the end;
+3. with ``--odoo-runner``: Odoo's own test runner (``--test-enable``) on a second
+   fresh database, which must run at least one test, fail none and log no warning.
+
+Without Odoo or PostgreSQL the Odoo phases are skipped with a loud banner, unless the
+environment says CI=true, where that is an error. The last line printed is
+``N passed, N failed, N skipped``; failed harness checks (unclean install log,
+no test ran...) count as failures. Exit status 0 only when nothing failed.
+
+Standard library only: it must run before anything is installed.
+"""
+
+import argparse
+import base64
+import getpass
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+ADDON = "whatsapp_business"
+PURE_TESTS = "tests"
+E2E_TESTS = os.path.join("tests", "e2e")
+PYTHON = sys.executable
+INSTALL_TIMEOUT = 1800  # seconds, per Odoo command
+PYTEST_TIMEOUT = 3600
+
+# "2026-11-28 15:36:05,631 11532 WARNING dbname odoo.modules.loading: message"
+LOG_LINE = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \d+ (?P<level>[A-Z]+) "
+    r"(?P<db>\S+) (?P<logger>[\w.]+): "
+)
+BAD_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
+# Log lines that are allowed in spite of their level (regular expressions on the
+# whole line). Keep this list short and justified.
+LOG_IGNORE = []
+TEST_SUMMARY = re.compile(
+    r"odoo\.tests\.result: (?P<failed>\d+) failed, (?P<errors>\d+) error\(s\) "
+    r"of (?P<run>\d+) tests when loading database"
+)
+
+# Runs in a subprocess with the same interpreter: can Odoo be imported, where are
+# its addons, is pytest-odoo there, does PostgreSQL accept us?
+PROBE = r"""
+import json, os, sys
+out = {"odoo": None, "error": None, "addons": [], "pytest_odoo": False, "pg": None}
+try:
+    import odoo
+    from odoo import release
+    out["odoo"] = release.version
+    out["major"] = release.version_info[0]
+    root = os.path.dirname(os.path.abspath(odoo.__file__))
+    for path in (os.path.join(root, "addons"), os.path.join(root, "..", "addons")):
+        path = os.path.abspath(path)
+        if os.path.isdir(path) and path not in out["addons"]:
+            out["addons"].append(path)
+except Exception as exc:
+    out["error"] = "cannot import odoo (%s: %s)" % (type(exc).__name__, exc)
+try:
+    import pytest_odoo  # noqa: F401
+    out["pytest_odoo"] = True
+except Exception:
+    pass
+if out["odoo"]:
+    try:
+        import psycopg2
+        kwargs = json.loads(sys.argv[1])
+        psycopg2.connect(dbname="postgres", connect_timeout=5, **kwargs).close()
+    except Exception as exc:
+        out["pg"] = " ".join(("%s: %s" % (type(exc).__name__, exc)).split())
+print(json.dumps(out))
+"""
+
+DROP_DB = r"""
+import json, sys
+import psycopg2
+from psycopg2 import sql
+kwargs = json.loads(sys.argv[1])
+conn = psycopg2.connect(dbname="postgres", connect_timeout=10, **kwargs)
+conn.autocommit = True
+with conn.cursor() as cr:
+    name = sql.Identifier(sys.argv[2])
+    try:
+        cr.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    except psycopg2.errors.SyntaxError:  # PostgreSQL < 13
+        cr.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
+conn.close()
+"""
+
+
+def truthy(value):
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def banner(text, char="!"):
+    line = char * 78
+    print(f"\n{line}\n{char * 3} {text}\n{line}\n", flush=True)
+
+
+def heading(text):
+    print(f"\n==> {text}", flush=True)
+
+
+class Totals:
+    """Test counts over all phases, plus failed harness checks."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+        self.problems = []  # human readable, one per failed check or phase
+        self.timings = []  # (phase, seconds)
+
+    def fail(self, message, count=1):
+        self.failed += count
+        self.problems.append(message)
+        print(f"FAILED: {message}", flush=True)
+
+    def add(self, passed=0, failed=0, skipped=0):
+        self.passed += passed
+        self.failed += failed
+        self.skipped += skipped
+
+
+def junit_counts(path):
+    """(passed, failed, skipped) from a pytest JUnit XML report, or None."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    tests = failures = errors = skipped = 0
+    for suite in suites:
+        tests += int(suite.get("tests", 0))
+        failures += int(suite.get("failures", 0))
+        errors += int(suite.get("errors", 0))
+        skipped += int(suite.get("skipped", 0))
+    return tests - failures - errors - skipped, failures + errors, skipped
+
+
+def run_pytest(totals, name, args, workdir, env=None, selecting=False, required=True):
+    """Run pytest, add its counts; a run with no test is a failure if required."""
+    report = os.path.join(workdir, re.sub(r"\W+", "_", name).strip("_") + ".xml")
+    cmd = [
+        PYTHON,
+        "-m",
+        "pytest",
+        *args,
+        f"--junitxml={report}",
+        "-o",
+        "junit_family=xunit2",
+    ]
+    heading(f"{name}: {' '.join(cmd[1:])}")
+    started = time.monotonic()
+    try:
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=PYTEST_TIMEOUT).returncode
+    except subprocess.TimeoutExpired:
+        totals.fail(f"{name}: timed out after {PYTEST_TIMEOUT}s")
+        return
+    finally:
+        totals.timings.append((name, time.monotonic() - started))
+    counts = junit_counts(report)
+    if counts:
+        totals.add(*counts)
+    if rc == 5:
+        if selecting:
+            print(f"{name}: no test selected by -k", flush=True)
+        elif required:
+            totals.fail(f"{name}: no test ran (pytest exit status 5)")
+        else:
+            print(f"{name}: no test collected", flush=True)
+    elif rc == 1:
+        if not counts or counts[1] == 0:
+            totals.fail(f"{name}: pytest reported failures (exit status 1)")
+        else:
+            totals.problems.append(f"{name}: {counts[1]} test(s) failed")
+    elif rc != 0:
+        totals.fail(
+            f"{name}: pytest exit status {rc} (interrupted, internal or usage error)"
+        )
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scan_log(path):
+    """Lines of an Odoo log with a bad level, each with its traceback lines."""
+    bad = []
+    current = None
+    with open(path, encoding="utf-8", errors="replace") as log:
+        for raw in log:
+            line = raw.rstrip("\n")
+            match = LOG_LINE.match(line)
+            if match:
+                current = None
+                if match["level"] in BAD_LEVELS and not any(
+                    re.search(pattern, line) for pattern in LOG_IGNORE
+                ):
+                    current = [line]
+                    bad.append(current)
+            elif current is not None and len(current) < 60:
+                current.append(line)
+    return bad
+
+
+def print_log_problems(bad, limit=30):
+    for entry in bad[:limit]:
+        print("    " + "\n    ".join(entry), flush=True)
+    if len(bad) > limit:
+        print(f"    ... and {len(bad) - limit} more", flush=True)
+
+
+def tail(path, count=40):
+    with open(path, encoding="utf-8", errors="replace") as log:
+        lines = log.readlines()[-count:]
+    print("    " + "    ".join(lines), flush=True)
+
+
+class OdooEnv:
+    """Everything the Odoo phases share: config file, key, database connection."""
+
+    def __init__(self, workdir, addons, db_args):
+        self.workdir = workdir
+        self.addons_path = ",".join(addons)
+        self.db_args = db_args
+        # A Fernet key is 32 random bytes, urlsafe base64 encoded.
+        self.key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        self.config = os.path.join(workdir, "odoo.conf")
+        lines = [
+            "[options]",
+            f"addons_path = {self.addons_path}",
+            f"data_dir = {os.path.join(workdir, 'data')}",
+            f"db_host = {db_args.get('host', '')}",
+            f"db_port = {db_args.get('port', '')}",
+            f"db_user = {db_args.get('user', '')}",
+            f"db_password = {db_args.get('password', 'False')}",
+            "http_interface = 127.0.0.1",
+            "without_demo = all",
+            "list_db = False",
+            f"whatsapp_encryption_key = {self.key}",
+        ]
+        with open(self.config, "w", encoding="utf-8") as conf:
+            conf.write("\n".join(lines) + "\n")
+        self.env = dict(os.environ, WHATSAPP_ENCRYPTION_KEY=self.key)
+
+    def odoo(self, totals, name, db, args):
+        """Run the Odoo CLI into a log file; returns (returncode, log path) or None."""
+        log = os.path.join(self.workdir, re.sub(r"\W+", "_", name).strip("_") + ".log")
+        cmd = [
+            PYTHON,
+            "-m",
+            "odoo",
+            "-c",
+            self.config,
+            "-d",
+            db,
+            f"--http-port={free_port()}",
+            *args,
+        ]
+        heading(f"{name}: {' '.join(cmd[1:])}")
+        started = time.monotonic()
+        try:
+            with open(log, "w", encoding="utf-8") as out:
+                rc = subprocess.run(
+                    cmd,
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=INSTALL_TIMEOUT,
+                ).returncode
+        except subprocess.TimeoutExpired:
+            totals.fail(f"{name}: timed out after {INSTALL_TIMEOUT}s")
+            return None
+        finally:
+            elapsed = time.monotonic() - started
+            totals.timings.append((name, elapsed))
+        print(f"{name}: exit status {rc} in {elapsed:.1f}s, log {log}", flush=True)
+        return rc, log
+
+    def clean_run(self, totals, name, db, args):
+        """An Odoo command that must exit 0 with no WARNING/ERROR/CRITICAL line.
+
+        Returns whether the command itself succeeded (exit status 0): a log with
+        warnings is a failure, but the database is still usable by the next phases.
+        """
+        result = self.odoo(totals, name, db, args)
+        if result is None:
+            return False
+        rc, log = result
+        bad = scan_log(log)
+        if bad:
+            totals.fail(f"{name}: {len(bad)} WARNING/ERROR/CRITICAL log line(s)")
+            print_log_problems(bad)
+        if rc != 0:
+            totals.fail(f"{name}: Odoo exited with status {rc}")
+            if not bad:
+                tail(log)
+        return rc == 0
+
+    def drop(self, db):
+        proc = subprocess.run(
+            [PYTHON, "-c", DROP_DB, json.dumps(self.db_args), db],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if proc.returncode:
+            print(
+                f"WARNING: could not drop database {db}: {proc.stderr.strip()}",
+                flush=True,
+            )
+        else:
+            print(f"dropped database {db}", flush=True)
+
+
+def odoo_runner(totals, odoo_env, db):
+    """Odoo's own test runner on a fresh database: tests must run and all pass."""
+    name = "odoo runner"
+    result = odoo_env.odoo(
+        totals,
+        name,
+        db,
+        [
+            "-i",
+            ADDON,
+            "--test-enable",
+            "--test-tags",
+            f"/{ADDON}",
+            "--stop-after-init",
+            "--log-level=test",
+            "--without-demo=all",
+        ],
+    )
+    if result is None:
+        return
+    rc, log = result
+    with open(log, encoding="utf-8", errors="replace") as handle:
+        summaries = [m for m in map(TEST_SUMMARY.search, handle) if m]
+    bad = [entry for entry in scan_log(log) if not TEST_SUMMARY.search(entry[0])]
+    if not summaries:
+        totals.fail(f"{name}: no test summary in the log (exit status {rc})")
+        print_log_problems(bad)
+        if not bad:
+            tail(log)
+        return
+    summary = summaries[-1]
+    run, failed = int(summary["run"]), int(summary["failed"]) + int(summary["errors"])
+    print(f"{name}: {summary.group(0)}", flush=True)
+    totals.add(passed=max(run - failed, 0), failed=failed)
+    if failed:
+        totals.problems.append(f"{name}: {failed} test(s) failed or errored")
+    if run == 0:
+        totals.fail(f"{name}: Odoo ran 0 tests of {ADDON}")
+    if bad:
+        if not failed:
+            totals.fail(f"{name}: {len(bad)} WARNING/ERROR/CRITICAL log line(s)")
+        print_log_problems(bad)
+    if rc != 0 and not failed:
+        totals.fail(f"{name}: Odoo exited with status {rc}")
+
+
+def unimported_test_modules():
+    """Odoo's runner only sees test modules imported by the tests package."""
+    tests_dir = ROOT / ADDON / "tests"
+    init = tests_dir / "__init__.py"
+    if not init.is_file():
+        return []
+    text = init.read_text(encoding="utf-8")
+    return sorted(
+        path.stem
+        for path in tests_dir.glob("test_*.py")
+        if not re.search(rf"\b{re.escape(path.stem)}\b", text)
+    )
+
+
+def has_test_files(directory):
+    return directory.is_dir() and any(
+        path.name.startswith("test_") or path.name.endswith("_test.py")
+        for path in directory.rglob("*.py")
+    )
+
+
+def odoo_phases(totals, args, probe, db_args):
+    workdir = tempfile.mkdtemp(prefix="wab_test_")
+    addons = probe["addons"] + [str(ROOT)]
+    extra = os.environ.get("WAB_EXTRA_ADDONS_PATH")
+    if extra:
+        addons += [path for path in extra.split(",") if path]
+    odoo_env = OdooEnv(workdir, addons, db_args)
+    stamp = f"{os.getpid()}_{int(time.time())}"
+    db = f"wab_test_{stamp}"
+    created = []
+    keep_tmp = args.keep_db
+    try:
+        created.append(db)
+        installed = odoo_env.clean_run(
+            totals,
+            "odoo install",
+            db,
+            [
+                "-i",
+                ADDON,
+                "--stop-after-init",
+                "--without-demo=all",
+            ],
+        )
+        if installed:
+            odoo_env.clean_run(
+                totals, "odoo upgrade", db, ["-u", ADDON, "--stop-after-init"]
+            )
+            missing = unimported_test_modules()
+            if missing:
+                totals.fail(
+                    f"{ADDON}/tests/__init__.py does not import {', '.join(missing)}: "
+                    "Odoo's runner would not run them"
+                )
+            selecting = bool(args.k)
+            kflag = ["-k", args.k] if args.k else []
+            print(
+                "\n(pytest-odoo imports odoo.tests before Odoo's test mode is on: the"
+                " 'Importing test framework' ERROR it makes Odoo log is expected)",
+                flush=True,
+            )
+            run_pytest(
+                totals,
+                "odoo tests (pytest-odoo)",
+                [
+                    "-p",
+                    "no:cacheprovider",
+                    f"--odoo-config={odoo_env.config}",
+                    f"--odoo-database={db}",
+                    f"--odoo-addons-path={odoo_env.addons_path}",
+                    "--odoo-http",
+                    "--odoo-log-level=warn",
+                    "-q",
+                    "-rfEs",
+                    *kflag,
+                    f"{ADDON}/tests",
+                ],
+                workdir,
+                env=odoo_env.env,
+                selecting=selecting,
+            )
+            if has_test_files(ROOT / E2E_TESTS):
+                env = dict(
+                    odoo_env.env,
+                    ODOO_TEST_CONFIG=odoo_env.config,
+                    ODOO_TEST_DATABASE=db,
+                    ODOO_TEST_PYTHON=PYTHON,
+                )
+                run_pytest(
+                    totals,
+                    "e2e tests",
+                    [
+                        "-p",
+                        "no:odoo",
+                        "-q",
+                        "-rfEs",
+                        *kflag,
+                        E2E_TESTS,
+                    ],
+                    workdir,
+                    env=env,
+                    selecting=selecting,
+                )
+            else:
+                print(
+                    f"\n==> e2e tests: none ({E2E_TESTS}/ has no test file)", flush=True
+                )
+        else:
+            print("install failed: upgrade and Odoo tests not run", flush=True)
+        if args.odoo_runner:
+            db2 = f"wab_runner_{stamp}"
+            created.append(db2)
+            odoo_runner(totals, odoo_env, db2)
+    except KeyboardInterrupt:
+        totals.fail("interrupted")
+    finally:
+        if args.keep_db:
+            print(f"kept database(s) {', '.join(created)}; config {odoo_env.config}")
+        else:
+            for name in created:
+                odoo_env.drop(name)
+        if not keep_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def db_connection_args():
+    args = {
+        "host": os.environ.get("PGHOST", "127.0.0.1"),
+        "port": int(os.environ.get("PGPORT", "5432")),
+        "user": os.environ.get("PGUSER") or getpass.getuser(),
+    }
+    if os.environ.get("PGPASSWORD"):
+        args["password"] = os.environ["PGPASSWORD"]
+    return args
+
+
+def probe_odoo(db_args):
+    proc = subprocess.run(
+        [PYTHON, "-c", PROBE, json.dumps(db_args)],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        timeout=120,
+        check=False,
+    )
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"odoo": None, "error": f"probe failed: {proc.stderr.strip()[-500:]}"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--pure-only",
+        action="store_true",
+        help="run the pure tests only (no Odoo, no database)",
+    )
+    parser.add_argument(
+        "--odoo-runner",
+        action="store_true",
+        help="also run Odoo's own test runner on a second fresh database",
+    )
+    parser.add_argument(
+        "--keep-db",
+        action="store_true",
+        help="do not drop the test database(s) nor the temporary config",
+    )
+    parser.add_argument(
+        "-k",
+        metavar="EXPRESSION",
+        help="pytest -k expression, passed to every pytest phase",
+    )
+    args = parser.parse_args(argv)
+    in_ci = truthy(os.environ.get("CI"))
+    totals = Totals()
+    os.chdir(ROOT)
+    started = time.monotonic()
+
+    with tempfile.TemporaryDirectory(prefix="wab_pure_") as workdir:
+        kflag = ["-k", args.k] if args.k else []
+        run_pytest(
+            totals,
+            "pure tests",
+            [
+                "-p",
+                "no:odoo",
+                "-q",
+                "-rfEs",
+                f"--ignore={E2E_TESTS}",
+                "-m",
+                "not e2e",
+                *kflag,
+                PURE_TESTS,
+            ],
+            workdir,
+            selecting=bool(args.k),
+        )
+
+    if args.pure_only:
+        print("\n==> Odoo phases not run (--pure-only)", flush=True)
+    else:
+        db_args = db_connection_args()
+        probe = probe_odoo(db_args)
+        reason = probe.get("error")
+        if not reason and probe.get("major") != 18:
+            reason = f"Odoo {probe.get('odoo')} found, this addon needs Odoo 18"
+        if not reason and probe.get("pg"):
+            where = f"{db_args['user']}@{db_args['host']}:{db_args['port']}"
+            reason = f"PostgreSQL does not answer at {where} ({probe['pg']})"
+        if not reason and not probe.get("pytest_odoo"):
+            reason = (
+                "pytest-odoo is not installed (pip install -r test-requirements.txt)"
+            )
+        if reason:
+            banner(f"ODOO TESTS SKIPPED: {reason}")
+            if in_ci:
+                totals.fail(f"CI=true and the Odoo tests cannot run: {reason}")
+        else:
+            print(
+                f"\n==> Odoo {probe['odoo']} with PostgreSQL at "
+                f"{db_args['host']}:{db_args['port']}",
+                flush=True,
+            )
+            odoo_phases(totals, args, probe, db_args)
+
+    heading("timings")
+    for phase, seconds in totals.timings:
+        print(f"    {phase:<28} {seconds:7.1f}s")
+    print(f"    {'total':<28} {time.monotonic() - started:7.1f}s")
+    if totals.problems:
+        heading("problems")
+        for problem in totals.problems:
+            print(f"    - {problem}")
+    print(
+        f"\n{totals.passed} passed, {totals.failed} failed, {totals.skipped} skipped",
+        flush=True,
+    )
+    return 1 if totals.failed or totals.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
