@@ -4,3 +4,6 @@ from . import test_controller_webhook
 from . import test_whatsapp_message_queue
 from . import test_webhook_fuzz
 from . import test_whatsapp_template
+from . import test_whatsapp_composer
+from . import test_ir_actions_server
+from . import test_tours
