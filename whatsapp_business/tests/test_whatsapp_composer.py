@@ -88,6 +88,24 @@ class TestWhatsAppComposer(TemplateCase):
         composer.action_send()
         self.assertEqual(self.messages_for(self.lead_a).body, "Bonjour")
 
+    def test_form_template_lines_follow_the_template(self):
+        form = Form(
+            self.Composer.with_user(self.user_a).with_context(
+                active_model="crm.lead", active_id=self.lead_a.id
+            )
+        )
+        self.assertEqual(form.mode, "template", "the window is closed")
+        form.template_id = self.template
+        self.assertEqual(len(form.line_ids), 2)
+        with form.line_ids.edit(1) as line:
+            self.assertEqual(line.value, "Roof repair")
+            line.value = "Toiture"
+        self.assertIn("Toiture", str(form.preview))
+        composer = form.save()
+        composer.action_send()
+        message = self.messages_for(self.lead_a)
+        self.assertEqual(message.template_params["body"]["2"], "Toiture")
+
     def test_text_closed_window_refused_before_anything(self):
         self.open_window(
             self.account_a, PHONE_A, when=self.env.cr.now() - timedelta(hours=25)

@@ -199,6 +199,24 @@ class TestTemplateSync(TemplateCase):
         self.assertTrue(template.active)
         self.assertEqual(self.account_a.state, "token_invalid")
 
+    def test_sync_all_from_list_action(self):
+        synced = []
+
+        def fake_list(client, **_kwargs):
+            synced.append(client.waba_id)
+            return [ORDER_UPDATE]
+
+        action = self.env.ref("whatsapp_business.whatsapp_template_action_sync")
+        with patch.object(
+            CloudApiClient, "list_templates", autospec=True, side_effect=fake_list
+        ):
+            result = action.with_user(self.manager_a).run()
+        # Only the accounts of the manager's companies.
+        self.assertEqual(synced, [self.account_a.waba_id])
+        self.assertIn("1 created", result["params"]["message"])
+        with self.assertRaises(AccessError):
+            action.with_user(self.user_a).run()
+
     def test_user_cannot_sync(self):
         with self.assertRaises(AccessError):
             self.account_a.with_user(self.user_a).action_sync_templates()
