@@ -21,8 +21,8 @@ class TestModule(TransactionCase):
             {"name": "x", "phone_number_id": "1", "waba_id": "2"}
         )
         self.assertEqual(account.api_version, const.DEFAULT_API_VERSION)
-        client = CloudApiClient("token", phone_number_id="1", waba_id="2")
-        self.assertNotIn("token", repr(client))
+        client = CloudApiClient("EAAsecret-token-value", phone_number_id="1", waba_id="2")
+        self.assertNotIn("EAAsecret-token-value", repr(client))
         client.close()
 
     def test_salesman_is_whatsapp_user(self):
