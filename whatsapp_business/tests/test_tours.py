@@ -1,0 +1,236 @@
+"""Browser tours in headless Chromium (static/tests/tours/whatsapp_business_tours.js).
+
+Run them with Odoo's runner (WHATSAPP_ENCRYPTION_KEY or whatsapp_encryption_key set):
+    python3 -m odoo -d DB -i whatsapp_business --test-enable --without-demo=all \
+        --test-tags=/whatsapp_business:TestTours --stop-after-init
+
+They need Chromium (or Google Chrome) and the websocket-client Python package;
+without them they are skipped, with the reason in the "skipped" log line.
+
+With WHATSAPP_BUSINESS_SCREENSHOTS=<folder> in the environment, the tours also
+save the README screenshots there, 1280x800 PNG: account_health, account_webhook,
+composer and lead_chatter (docs/screenshots/ in the repository).
+"""
+
+import base64
+import logging
+import os
+import pathlib
+import re
+import shutil
+from unittest.mock import patch
+
+from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tests.common import ChromeBrowser
+
+from .common import PHONE_A, WA_ID_A, WhatsAppMixin, mock_gateway
+
+try:
+    import websocket
+except ImportError:
+    websocket = None
+
+_logger = logging.getLogger(__name__)
+
+# The executables odoo.tests.common looks for on Linux, in its order.
+BROWSER_NAMES = (
+    "google-chrome",
+    "chromium",
+    "chromium-browser",
+    "google-chrome-stable",
+)
+SCREENSHOTS_ENV = "WHATSAPP_BUSINESS_SCREENSHOTS"
+SCREENSHOT_COOKIE = "whatsapp_business_screenshots"
+SCREENSHOT_MARK = "whatsapp_business:screenshot:"
+TOUR_TIMEOUT = 120
+MESSAGE_BODY = "Hello Amélie, your quote is ready. Can we call you tomorrow?"
+
+
+def browser_missing_reason():
+    """Why the tours cannot run here, or None when they can."""
+    if not any(shutil.which(name) for name in BROWSER_NAMES):
+        return (
+            "Chromium not installed: browser tours skipped (looked for "
+            f"{', '.join(BROWSER_NAMES)}; on Debian: apt-get install chromium)"
+        )
+    if websocket is None:
+        return (
+            "websocket-client not installed: browser tours skipped "
+            "(pip install websocket-client)"
+        )
+    return None
+
+
+def screenshot_console_handler(directory):
+    """ChromeBrowser's console handler, plus PNGs on the tours' request.
+
+    A tour step logs SCREENSHOT_MARK + name; the page is captured, saved as
+    <directory>/<name>.png and the step is told to go on. This runs in the
+    browser helper's websocket thread: only non-blocking sends are allowed.
+    """
+    original = ChromeBrowser._handle_console
+
+    def handle_console(browser, **params):
+        original(browser, **params)
+        args = params.get("args") or []
+        if params.get("type") != "log" or not args:
+            return
+        text = str(browser._from_remoteobject(args[0]))
+        name = text.removeprefix(SCREENSHOT_MARK)
+        if name == text or not re.fullmatch(r"[a-z0-9_]+", name):
+            return
+
+        def save(future):
+            try:
+                png = base64.b64decode(future.result(timeout=0)["data"])
+                (directory / f"{name}.png").write_bytes(png)
+                _logger.info("Screenshot saved: %s", directory / f"{name}.png")
+            except Exception:
+                _logger.exception("Screenshot %s failed", name)
+            finally:
+                browser._websocket_send(
+                    "Runtime.evaluate",
+                    params={
+                        "expression": "window.whatsappBusinessScreenshotTaken"
+                        " && window.whatsappBusinessScreenshotTaken()"
+                    },
+                )
+
+        browser._websocket_send(
+            "Page.captureScreenshot", params={"format": "png"}, with_future=True
+        ).add_done_callback(save)
+
+    return handle_console
+
+
+@tagged("post_install", "-at_install")
+class TestTours(WhatsAppMixin, HttpCase):
+    # The size of the README screenshots.
+    browser_size = "1280x800"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._ensure_encryption_key()
+        cls.env.company.whatsapp_enabled = True
+        # No onboarding tour (CRM's) running beside ours, as in crm's own UI tests.
+        cls.env.ref("base.user_admin").tour_enabled = False
+        # The callback URL shown to admins (and in the README screenshots).
+        cls.env["ir.config_parameter"].sudo().set_param(
+            "web.base.url", "https://crm.example.com"
+        )
+
+    def setUp(self):
+        # Odoo's runner logs the reason as "skipped ...". No warning: a machine
+        # without a browser is expected to skip these tests, not to fail them.
+        reason = browser_missing_reason()
+        if reason:
+            self.skipTest(reason)
+        super().setUp()
+
+    def run_tour(self, tour_name, login):
+        kwargs = {"login": login, "timeout": TOUR_TIMEOUT}
+        folder = os.environ.get(SCREENSHOTS_ENV)
+        if not folder:
+            self.start_tour("/odoo", tour_name, **kwargs)
+            return
+        directory = pathlib.Path(folder).resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        with patch.object(
+            ChromeBrowser, "_handle_console", screenshot_console_handler(directory)
+        ):
+            self.start_tour(
+                "/odoo", tour_name, cookies={SCREENSHOT_COOKIE: "1"}, **kwargs
+            )
+
+    def test_admin_account_tour(self):
+        """An admin creates an account, tests it and copies the webhook URL."""
+        with mock_gateway():
+            self.run_tour("whatsapp_business_admin_account_tour", "admin")
+        self.env.invalidate_all()
+        account = self.env["whatsapp.account"].search(
+            [("phone_number_id", "=", "109000000000777")]
+        )
+        self.assertEqual(len(account), 1)
+        self.assertEqual(account.name, "Lyon agency")
+        self.assertEqual(account.waba_id, "104000000000777")
+        self.assertEqual(account.state, "connected")
+        self.assertEqual(account.display_phone_number, "+1 555-010-0001")
+        self.assertEqual(account.quality_rating, "GREEN")
+        self.assertEqual(account._get_secret("access_token"), "EAAtour-permanent-token")
+        self.assertEqual(account._get_secret("app_secret"), "tour-app-secret")
+        self.assertRegex(
+            account.webhook_url, r"^https://crm\.example\.com/whatsapp/webhook/\S{20,}$"
+        )
+
+    def test_salesperson_tour(self):
+        """A salesperson answers a contact from the lead; the queue sends it."""
+        account = self.env["whatsapp.account"].create(
+            {
+                "name": "Agency number",
+                "phone_number_id": "109000000000888",
+                "waba_id": "104000000000888",
+                "access_token": "EAAtour-sales-token",
+                "app_secret": "tour-sales-secret",
+                "rate_limit": 1000,
+            }
+        )
+        salesperson = new_test_user(
+            self.env,
+            login="wa_tour_sales",
+            name="Sofia Martin",
+            groups="sales_team.group_sale_salesman",
+        )
+        partner = self.env["res.partner"].create(
+            {"name": "Amélie Dupont", "mobile": PHONE_A}
+        )
+        lead = self.env["crm.lead"].create(
+            {
+                "name": "Roof repair",
+                "type": "opportunity",
+                "partner_id": partner.id,
+                "mobile": PHONE_A,
+                "user_id": salesperson.id,
+            }
+        )
+        # The contact wrote first: the 24-hour window is open, free text allowed.
+        self.open_window(account, PHONE_A)
+
+        with mock_gateway() as gateway:
+            self.run_tour("whatsapp_business_salesperson_tour", "wa_tour_sales")
+        self.assertFalse(gateway.sent, "Send must only queue; the cron sends")
+
+        self.env.invalidate_all()
+        message = self.env["whatsapp.message"].search(
+            [
+                ("res_model", "=", "crm.lead"),
+                ("res_id", "=", lead.id),
+                ("direction", "=", "outbound"),
+            ]
+        )
+        self.assertEqual(len(message), 1)
+        self.assertRecordValues(
+            message,
+            [
+                {
+                    "account_id": account.id,
+                    "state": "queued",
+                    "message_type": "text",
+                    "phone": PHONE_A,
+                    "body": MESSAGE_BODY,
+                    "author_id": salesperson.id,
+                }
+            ],
+        )
+        self.assertIn(message.mail_message_id, lead.message_ids)
+
+        # No cron runs in tests: process the queue by hand, Graph mocked.
+        with mock_gateway() as gateway:
+            self.env["whatsapp.message"]._cron_process_queue()
+        self.env.invalidate_all()
+        self.assertEqual(message.state, "sent")
+        self.assertEqual(message.wamid, "wamid.OUT-1")
+        self.assertEqual(len(gateway.sent), 1)
+        self.assertEqual(gateway.sent[0]["to"], WA_ID_A)
+        self.assertEqual(gateway.sent[0]["text"]["body"], MESSAGE_BODY)
+        self.assertIn("o_whatsapp_state_sent", message.mail_message_id.body)
