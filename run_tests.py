@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -156,46 +157,98 @@ def junit_counts(path):
     return tests - failures - errors - skipped, failures + errors, skipped
 
 
-def run_pytest(totals, name, args, workdir, env=None, selecting=False, required=True):
-    """Run pytest, add its counts; a run with no test is a failure if required."""
+def is_import_noise(line):
+    """Odoo's 'Importing test framework' ERROR, which pytest-odoo always triggers.
+
+    pytest-odoo imports odoo.tests before Odoo's test mode is on (it cannot turn it
+    on globally: Odoo would then run every at_install test while loading the
+    registry), so Odoo logs that ERROR with a stack trace at every start.
+    """
+    return "odoo.tests.common: Importing test framework" in line
+
+
+def stream(cmd, env, timeout, drop=None):
+    """Run cmd, echo its output, minus the log blocks whose first line `drop` matches.
+
+    Returns the exit status, or None on timeout.
+    """
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    timed_out = threading.Event()
+
+    def kill():
+        timed_out.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    skipping = False
+    try:
+        for line in proc.stdout:
+            if drop is not None:
+                if skipping and line.startswith(("Stack (most recent", " ", "\t")):
+                    continue
+                skipping = drop(line)
+                if skipping:
+                    continue
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+    return None if timed_out.is_set() else rc
+
+
+def run_pytest(totals, name, args, workdir, env=None, selecting=False, drop=None):
+    """Run pytest and add its counts; a run where no test ran is a failure."""
     report = os.path.join(workdir, re.sub(r"\W+", "_", name).strip("_") + ".xml")
     cmd = [
         PYTHON,
         "-m",
         "pytest",
+        "--continue-on-collection-errors",
         *args,
         f"--junitxml={report}",
         "-o",
         "junit_family=xunit2",
     ]
+    if sys.stdout.isatty():
+        cmd.append("--color=yes")  # the output goes through a pipe
     heading(f"{name}: {' '.join(cmd[1:])}")
     started = time.monotonic()
     try:
-        rc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=PYTEST_TIMEOUT).returncode
-    except subprocess.TimeoutExpired:
-        totals.fail(f"{name}: timed out after {PYTEST_TIMEOUT}s")
-        return
+        rc = stream(cmd, env, PYTEST_TIMEOUT, drop=drop)
     finally:
         totals.timings.append((name, time.monotonic() - started))
+    if rc is None:
+        totals.fail(f"{name}: timed out after {PYTEST_TIMEOUT}s")
+        return
     counts = junit_counts(report)
     if counts:
         totals.add(*counts)
+    failed = counts[1] if counts else 0
+    if rc == 0:
+        return
     if rc == 5:
         if selecting:
             print(f"{name}: no test selected by -k", flush=True)
-        elif required:
+        else:
             totals.fail(f"{name}: no test ran (pytest exit status 5)")
-        else:
-            print(f"{name}: no test collected", flush=True)
-    elif rc == 1:
-        if not counts or counts[1] == 0:
-            totals.fail(f"{name}: pytest reported failures (exit status 1)")
-        else:
-            totals.problems.append(f"{name}: {counts[1]} test(s) failed")
-    elif rc != 0:
-        totals.fail(
-            f"{name}: pytest exit status {rc} (interrupted, internal or usage error)"
+    elif failed:
+        # Failures and collection errors are already counted from the report.
+        totals.problems.append(
+            f"{name}: {failed} test(s) failed or errored (exit status {rc})"
         )
+    else:
+        totals.fail(f"{name}: pytest exit status {rc} (interrupted or usage error)")
 
 
 def free_port():
@@ -440,11 +493,6 @@ def odoo_phases(totals, args, probe, db_args):
                 )
             selecting = bool(args.k)
             kflag = ["-k", args.k] if args.k else []
-            print(
-                "\n(pytest-odoo imports odoo.tests before Odoo's test mode is on: the"
-                " 'Importing test framework' ERROR it makes Odoo log is expected)",
-                flush=True,
-            )
             run_pytest(
                 totals,
                 "odoo tests (pytest-odoo)",
@@ -464,6 +512,7 @@ def odoo_phases(totals, args, probe, db_args):
                 workdir,
                 env=odoo_env.env,
                 selecting=selecting,
+                drop=is_import_noise,
             )
             if has_test_files(ROOT / E2E_TESTS):
                 env = dict(
