@@ -120,6 +120,7 @@ class WhatsAppAccount(models.Model):
         help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > Verify token.",
     )
     webhook_url = fields.Char(
+        string="Webhook URL",
         compute="_compute_webhook_url",
         groups=MANAGER_GROUP,
         help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > Callback URL.",
@@ -347,8 +348,7 @@ class WhatsAppAccount(models.Model):
     def action_rotate_encryption_key(self):
         count = self._rotate_encryption_key()
         return self._notify(
-            self.env._("Secrets of %s account(s) re-encrypted with the current key.")
-            % count
+            self.env._("Secrets of %s account(s) re-encrypted with the current key.", count)
         )
 
     # ------------------------------------------------------------------ crud
@@ -407,6 +407,9 @@ class WhatsAppAccount(models.Model):
             if vals.get("phone_number_id") and vals.get("active", True):
                 self._check_phone_number_available(vals["phone_number_id"])
         accounts = super().create(vals_list)
+        # The typed plaintext stays in the cache after the inverse: drop it so that
+        # it is never sent back to the browser.
+        accounts.invalidate_recordset(list(SECRET_FIELDS))
         accounts._update_configured_state()
         return accounts
 
@@ -420,6 +423,8 @@ class WhatsAppAccount(models.Model):
                 if vals.get("active", account.active):
                     self._check_phone_number_available(number, exclude_ids=self.ids)
         res = super().write(vals)
+        if set(SECRET_FIELDS) & set(vals):
+            self.invalidate_recordset(list(SECRET_FIELDS))
         if {"access_token", "app_secret", "phone_number_id", "waba_id"} & set(vals):
             self._update_configured_state()
         return res
@@ -478,13 +483,19 @@ class WhatsAppAccount(models.Model):
             stale.write({"last_webhook_date": now})
 
     def _mark_success(self):
-        self.sudo().write(
-            {
-                "state": "connected",
-                "last_success_date": fields.Datetime.now(),
-                "last_error": False,
-            }
-        )
+        # Throttled: the send queue calls this for every batch, webhooks write the
+        # same row, and each write is a chance of a serialization conflict.
+        now = fields.Datetime.now()
+        for account in self.sudo():
+            if (
+                account.state != "connected"
+                or account.last_error
+                or not account.last_success_date
+                or account.last_success_date < now - timedelta(minutes=1)
+            ):
+                account.write(
+                    {"state": "connected", "last_success_date": now, "last_error": False}
+                )
 
     def _handle_api_error(self, error):
         """Record an account-level failure; alert the responsible once."""

@@ -1,9 +1,12 @@
 import base64
+import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 
+import psycopg2
 from markupsafe import Markup, escape
 
 from odoo import api, fields, models, modules
@@ -342,7 +345,13 @@ class WhatsAppMessage(models.Model):
         date_field = f"{new_state}_date"
         if when and not self[date_field]:
             vals[date_field] = when
-        if self.state in ("failed", "cancelled"):
+        if self.state == "failed" and self.failure_type == "network" and new_state != "failed":
+            # We gave up on an unanswered call, yet Meta did send it.
+            changed = True
+            vals.update(
+                failure_type=False, failure_title=False, failure_code=False, failed_date=False
+            )
+        elif self.state in ("failed", "cancelled"):
             changed = False
         elif new_state == "failed":
             # Meta only fails messages it has not delivered.
@@ -662,6 +671,10 @@ class WhatsAppMessage(models.Model):
         jobs = [(message.id, message._build_send_job()) for message in ready]
         _commit(self.env.cr)
         results = self._run_jobs(account, jobs)
+        # A fresh transaction: the one that read the account before the HTTP phase
+        # would conflict with webhooks that wrote the account meanwhile.
+        _commit(self.env.cr)
+        self.env.invalidate_all()
         self._write_back(account, results)
         (messages).invalidate_recordset()
         messages._refresh_chatter()
@@ -811,23 +824,52 @@ class WhatsAppMessage(models.Model):
 
     @api.model
     def _write_success_now(self, message_id, outcome):
-        """Commit a wamid as soon as it is known: a crash must not send it twice."""
+        """Commit a wamid as soon as it is known: a crash must not send it twice.
+
+        A status webhook may have beaten us to this row (it finds the message by
+        biz_opaque_callback_data): the state only moves forward, never back to
+        'sent' over 'delivered' or 'read'.
+        """
         if isinstance(outcome, WhatsAppError) or outcome is None:
             return
-        vals = {
+        params = {
+            "id": message_id,
             "wamid": outcome.wamid,
-            "state": "sent",
-            "sent_date": fields.Datetime.now(),
-            "claim_date": False,
-            "request_payload": outcome.payload,
-            "next_attempt_date": False,
+            "now": fields.Datetime.now(),
+            "payload": json.dumps(outcome.payload),
         }
         if _testing():
-            self.sudo().browse(message_id).write(vals)
+            self.flush_model()
+            self._sql_record_sent(self.env.cr, params)
+            self.browse(message_id).invalidate_recordset()
             return
-        with self.env.registry.cursor() as cr:
-            env = self.env(cr=cr)
-            env["whatsapp.message"].sudo().browse(message_id).write(vals)
+        for attempt in range(1, 6):
+            try:
+                with self.env.registry.cursor() as cr:
+                    self._sql_record_sent(cr, params)
+                return
+            except psycopg2.errors.SerializationFailure:
+                # A webhook wrote the row at the same moment; the write is idempotent.
+                if attempt == 5:
+                    raise
+                time.sleep(0.05 * attempt)
+
+    @api.model
+    def _sql_record_sent(self, cr, params):
+        cr.execute(
+            """
+            UPDATE whatsapp_message
+               SET wamid = COALESCE(wamid, %(wamid)s),
+                   state = CASE WHEN state = 'queued' THEN 'sent' ELSE state END,
+                   sent_date = COALESCE(sent_date, %(now)s),
+                   claim_date = NULL,
+                   next_attempt_date = NULL,
+                   request_payload = %(payload)s,
+                   write_date = %(now)s
+             WHERE id = %(id)s
+            """,
+            params,
+        )
 
     @api.model
     def _write_back(self, account, results):

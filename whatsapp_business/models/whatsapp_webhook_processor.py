@@ -7,6 +7,7 @@ from odoo.tools import mute_logger
 
 from ..wa_cloud import events as wa_events
 from ..wa_cloud.errors import error_from_payload
+from ..wa_cloud.phone import canonical_e164, e164_variants
 from .whatsapp_webhook_event import secrets_match
 
 _logger = logging.getLogger(__name__)
@@ -113,8 +114,8 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             [("account_id", "=", account.id), ("wamid", "=", item.wamid)], limit=1
         ):
             return True  # already stored: a redelivery changes nothing
-        phone = f"+{item.from_wa_id}" if item.from_wa_id else False
-        partner = self._match_partner(account, phone, item)
+        partner = self._match_partner(account, item)
+        phone = self._message_phone(partner, item)
         message_type = item.message_type if item.message_type in INBOUND_TYPES else "unsupported"
         media = item.media
         vals = {
@@ -187,8 +188,19 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         return False
 
     @api.model
-    def _match_partner(self, account, phone, item):
+    def _message_phone(self, partner, item):
+        """The number as Odoo knows this contact, so that the window check matches."""
+        if not item.from_wa_id:
+            return False
+        variants = e164_variants(item.from_wa_id)
+        if partner.phone_sanitized in variants:
+            return partner.phone_sanitized
+        return canonical_e164(item.from_wa_id)
+
+    @api.model
+    def _match_partner(self, account, item):
         """Existing partner of the account's company (or shared), else a new one."""
+        phone = canonical_e164(item.from_wa_id) if item.from_wa_id else False
         Partner = self.env["res.partner"].sudo().with_context(active_test=False)
         company_domain = [("company_id", "in", [account.company_id.id, False])]
         partner = Partner.browse()
@@ -198,7 +210,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             )
         if not partner and phone:
             partner = Partner.search(
-                [("phone_sanitized", "=", phone), *company_domain],
+                [("phone_sanitized", "in", e164_variants(item.from_wa_id)), *company_domain],
                 order="company_id, id",
                 limit=1,
             )
@@ -273,10 +285,9 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     def _apply_opt_out(self, account, message, item):
         if not message.phone:
             return
-        text = item.text or ""
         button_payload = (item.button or {}).get("payload") or ""
         Blacklist = self.env["phone.blacklist"].sudo()
-        if wa_events.is_opt_out_text(text) or wa_events.is_opt_out_text(button_payload):
+        if item.is_opt_out or wa_events.is_opt_out_text(button_payload):
             Blacklist._add(
                 [message.phone],
                 message=self.env._("Opted out by a WhatsApp message."),
@@ -338,15 +349,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         if item.status == "failed":
             error = item.errors[0] if item.errors else None
             if error:
-                typed = error_from_payload(
-                    {
-                        "code": error.code,
-                        "title": error.title,
-                        "message": error.message,
-                        "error_data": {"details": error.details},
-                    }
-                )
-                values.update(message._failure_values(typed))
+                values.update(message._failure_values(error_from_payload(error.raw)))
             else:
                 values.update(failure_type="unknown")
         message._apply_status(item.status, _naive(item.timestamp), values)
@@ -393,7 +396,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     def _handle_user_preference(self, account, item):
         if not item.wa_id:
             return False
-        number = f"+{item.wa_id}"
+        number = canonical_e164(item.wa_id)
         Blacklist = self.env["phone.blacklist"].sudo()
         if (item.value or "").lower() == "stop":
             Blacklist._add(

@@ -264,6 +264,20 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         blacklist.invalidate_recordset()
         self.assertFalse(blacklist.active)
 
+    def test_mexican_reply_matches_stored_contact(self):
+        partner = self.env["res.partner"].create(
+            {"name": "Lupita", "mobile": "+52 55 8765 4321", "company_id": self.company_a.id}
+        )
+        raw = self._text_body(wamid="wamid.MX", wa_id="5215587654321")
+        self.assertEqual(self._post(raw).status_code, 200)
+        message = self.env["whatsapp.message"].search([("wamid", "=", "wamid.MX")])
+        self.assertEqual(message.partner_id, partner)
+        self.assertEqual(message.phone, "+525587654321")
+        window = self.env["whatsapp.message"]._window_open_map(
+            self.account_a, phones=["+525587654321"]
+        )
+        self.assertTrue(window["+525587654321"])
+
     # ------------------------------------------------------------------ statuses
 
     def test_status_monotonic(self):
@@ -293,6 +307,25 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self._post(self._status("wamid.OUT-F", "delivered", now + 2))
         message.invalidate_recordset()
         self.assertEqual(message.state, "failed")
+
+    def test_late_status_recovers_unanswered_send(self):
+        message = self._outbound(
+            wamid=False,
+            state="failed",
+            failure_type="network",
+            failure_title="Meta did not answer in time",
+        )
+        item = {
+            "id": "wamid.LATE",
+            "status": "delivered",
+            "timestamp": str(int(time.time())),
+            "recipient_id": WA_ID_A,
+            "biz_opaque_callback_data": f"whatsapp.message:{message.id}",
+        }
+        self._post(webhook_body(messages_entry(self.account_a, statuses=[item])))
+        self.assertEqual(message.state, "delivered")
+        self.assertEqual(message.wamid, "wamid.LATE")
+        self.assertFalse(message.failure_type)
 
     def test_duplicate_status_in_other_batch(self):
         message = self._outbound(wamid="wamid.OUT-D")

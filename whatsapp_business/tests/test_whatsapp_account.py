@@ -48,6 +48,31 @@ class TestWhatsAppAccount(WhatsAppCase):
         self.assertEqual(self.account_a._get_secret("access_token"), "EAAnew")
         self.assertEqual(account.action_reveal_access_token(), "EAAnew")
 
+    def test_saving_never_echoes_secrets(self):
+        account = self.account_a.with_user(self.manager_a)
+        saved = account.web_save(
+            {"access_token": "EAAtyped", "app_secret": "typed-secret"},
+            {"access_token": {}, "app_secret": {}, "access_token_set": {}},
+        )[0]
+        self.assertFalse(saved["access_token"])
+        self.assertFalse(saved["app_secret"])
+        self.assertTrue(saved["access_token_set"])
+        created = (
+            self.env["whatsapp.account"]
+            .with_user(self.manager_a)
+            .web_save(
+                {
+                    "name": "New",
+                    "phone_number_id": "109000000000077",
+                    "waba_id": "1",
+                    "access_token": "EAAnewly-created",
+                },
+                {"access_token": {}},
+            )[0]
+        )
+        self.assertFalse(created["access_token"])
+        self.assertEqual(self.account_a._get_secret("access_token"), "EAAtyped")
+
     def test_user_cannot_read_secrets(self):
         account = self.account_a.with_user(self.user_a)
         for fname in ("access_token", "app_secret", "verify_token", "webhook_url"):
