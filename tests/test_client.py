@@ -8,8 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
-import wa_cloud.payloads as payloads
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+
+import wa_cloud.payloads as payloads
 from wa_cloud.client import CloudApiClient, MediaInfo, PhoneNumberInfo, SendResult
 from wa_cloud.const import DEFAULT_TIMEOUT
 from wa_cloud.errors import (

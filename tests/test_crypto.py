@@ -4,6 +4,7 @@ import base64
 
 import pytest
 from cryptography.fernet import Fernet
+
 from wa_cloud.crypto import (
     CONFIG_OPTION,
     ENV_VAR,
@@ -167,7 +168,7 @@ def test_load_keys_splits_strips_and_drops_empty_entries():
 
 def test_load_keys_nothing_configured():
     assert load_keys(None, {}) == []
-    assert load_keys(None, None) == []
+    assert load_keys(None, {}) == []
     assert load_keys("", {"OTHER": "x"}) == []
 
 

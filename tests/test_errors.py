@@ -4,6 +4,7 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+
 from wa_cloud.errors import (
     AccountBlockedError,
     ApiPermissionError,

@@ -10,6 +10,7 @@ import pytest
 from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from wa_cloud import events as events_module
 from wa_cloud.events import (
     AccountUpdate,

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 import wa_cloud.payloads as p
 
 BASE = {"messaging_product": "whatsapp", "recipient_type": "individual"}

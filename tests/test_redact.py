@@ -5,6 +5,7 @@ import logging
 
 import pytest
 from conftest import FIXTURES
+
 from wa_cloud.redact import RedactingFilter, mask_phone, mask_token, redact
 
 TOKEN = "EAAGm0PX4ZCpsBA" + "Zx9" * 60 + "ZDZD"  # made up, Meta's usual shape

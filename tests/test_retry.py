@@ -3,6 +3,7 @@
 import random
 
 import pytest
+
 from wa_cloud.errors import (
     AuthenticationError,
     ConnectError,

@@ -5,6 +5,7 @@ import hmac
 
 import pytest
 from conftest import FIXTURES
+
 from wa_cloud.webhook import (
     SignatureError,
     compute_signature,

@@ -34,7 +34,9 @@ class WhatsAppWebhookController(http.Controller):
         expected = account.verify_token if account else None
         challenge = verify_subscription(request.httprequest.args, expected)
         if challenge is None:
-            _logger.info("WhatsApp webhook verification refused (account %s)", account.id)
+            _logger.info(
+                "WhatsApp webhook verification refused (account %s)", account.id
+            )
             return _plain("Forbidden", 403)
         _logger.info("WhatsApp webhook verified for account %s", account.id)
         return _plain(challenge, 200)
@@ -58,7 +60,9 @@ class WhatsAppWebhookController(http.Controller):
         if not account:
             return _plain("Not Found", 404)
         max_bytes = int(
-            env["ir.config_parameter"].sudo().get_param(MAX_BYTES_PARAM, DEFAULT_MAX_BYTES)
+            env["ir.config_parameter"]
+            .sudo()
+            .get_param(MAX_BYTES_PARAM, DEFAULT_MAX_BYTES)
         )
         httprequest = request.httprequest
         if (httprequest.content_length or 0) > max_bytes:
@@ -70,10 +74,14 @@ class WhatsAppWebhookController(http.Controller):
             app_secret = account._get_secret("app_secret")
         except UserError:
             # The key is missing or wrong on this server: let Meta retry later.
-            _logger.error("WhatsApp account %s: app secret cannot be decrypted", account.id)
+            _logger.error(
+                "WhatsApp account %s: app secret cannot be decrypted", account.id
+            )
             return _plain("Service Unavailable", 503)
         try:
-            verify_signature(raw, httprequest.headers.get("X-Hub-Signature-256"), app_secret)
+            verify_signature(
+                raw, httprequest.headers.get("X-Hub-Signature-256"), app_secret
+            )
         except SignatureError as exc:
             env["whatsapp.webhook.rejection"].sudo()._record(account)
             _logger.warning(

@@ -117,13 +117,15 @@ class WhatsAppAccount(models.Model):
         readonly=True,
         default=_new_token,
         groups=MANAGER_GROUP,
-        help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > Verify token.",
+        help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > "
+        "Verify token.",
     )
     webhook_url = fields.Char(
         string="Webhook URL",
         compute="_compute_webhook_url",
         groups=MANAGER_GROUP,
-        help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > Callback URL.",
+        help="Paste it in Meta's App Dashboard > WhatsApp > Configuration > "
+        "Callback URL.",
     )
 
     # Behaviour of inbound messages and of the send queue.
@@ -187,7 +189,11 @@ class WhatsAppAccount(models.Model):
     )
 
     _sql_constraints = [
-        ("webhook_key_unique", "UNIQUE(webhook_key)", "The webhook key must be unique."),
+        (
+            "webhook_key_unique",
+            "UNIQUE(webhook_key)",
+            "The webhook key must be unique.",
+        ),
         (
             "verify_token_unique",
             "UNIQUE(verify_token)",
@@ -209,7 +215,8 @@ class WhatsAppAccount(models.Model):
         # Unique among active accounts only: an archived account keeps its history.
         self.env.cr.execute(
             """
-            CREATE UNIQUE INDEX IF NOT EXISTS whatsapp_account_phone_number_id_active_uniq
+            CREATE UNIQUE INDEX IF NOT EXISTS
+                whatsapp_account_phone_number_id_active_uniq
             ON whatsapp_account (phone_number_id) WHERE active
             """
         )
@@ -348,7 +355,9 @@ class WhatsAppAccount(models.Model):
     def action_rotate_encryption_key(self):
         count = self._rotate_encryption_key()
         return self._notify(
-            self.env._("Secrets of %s account(s) re-encrypted with the current key.", count)
+            self.env._(
+                "Secrets of %s account(s) re-encrypted with the current key.", count
+            )
         )
 
     # ------------------------------------------------------------------ crud
@@ -363,7 +372,10 @@ class WhatsAppAccount(models.Model):
             self.sudo()
             .with_context(active_test=True)
             .search(
-                [("phone_number_id", "=", phone_number_id), ("id", "not in", list(exclude_ids))],
+                [
+                    ("phone_number_id", "=", phone_number_id),
+                    ("id", "not in", list(exclude_ids)),
+                ],
                 limit=1,
             )
         )
@@ -457,7 +469,8 @@ class WhatsAppAccount(models.Model):
         if not token:
             raise UserError(
                 self.env._(
-                    "The WhatsApp account %s has no access token yet.", self.display_name
+                    "The WhatsApp account %s has no access token yet.",
+                    self.display_name,
                 )
             )
         return {
@@ -476,8 +489,10 @@ class WhatsAppAccount(models.Model):
         """Remember the last webhook, writing the account row at most once a minute."""
         now = fields.Datetime.now()
         stale = self.sudo().filtered(
-            lambda a: not a.last_webhook_date
-            or a.last_webhook_date < now - timedelta(minutes=1)
+            lambda a: (
+                not a.last_webhook_date
+                or a.last_webhook_date < now - timedelta(minutes=1)
+            )
         )
         if stale:
             stale.write({"last_webhook_date": now})
@@ -494,7 +509,11 @@ class WhatsAppAccount(models.Model):
                 or account.last_success_date < now - timedelta(minutes=1)
             ):
                 account.write(
-                    {"state": "connected", "last_success_date": now, "last_error": False}
+                    {
+                        "state": "connected",
+                        "last_success_date": now,
+                        "last_error": False,
+                    }
                 )
 
     def _handle_api_error(self, error):
@@ -508,8 +527,9 @@ class WhatsAppAccount(models.Model):
                 account._schedule_alert(
                     self.env._("WhatsApp access token invalid"),
                     self.env._(
-                        "Meta refused the access token of this account (%s). Paste a new "
-                        "permanent system-user token; messages wait until then.",
+                        "Meta refused the access token of this account (%s). Paste "
+                        "a new permanent system-user token; messages wait until "
+                        "then.",
                         message,
                     ),
                 )

@@ -128,7 +128,9 @@ class WhatsAppMessage(models.Model):
     )
     wamid = fields.Char(string="WhatsApp Message ID", readonly=True, copy=False)
     body = fields.Text(readonly=True)
-    template_id = fields.Many2one("whatsapp.template", readonly=True, index="btree_not_null")
+    template_id = fields.Many2one(
+        "whatsapp.template", readonly=True, index="btree_not_null"
+    )
     template_params = fields.Json(string="Template Parameters", readonly=True)
     request_payload = fields.Json(
         readonly=True,
@@ -168,10 +170,14 @@ class WhatsAppMessage(models.Model):
     author_id = fields.Many2one(
         "res.users", string="Sent By", readonly=True, default=lambda self: self.env.user
     )
-    mail_message_id = fields.Many2one("mail.message", readonly=True, index="btree_not_null")
+    mail_message_id = fields.Many2one(
+        "mail.message", readonly=True, index="btree_not_null"
+    )
     partner_mail_message_id = fields.Many2one("mail.message", readonly=True)
     reply_to_wamid = fields.Char(readonly=True)
-    failure_type = fields.Selection(FAILURE_TYPES, readonly=True, index="btree_not_null")
+    failure_type = fields.Selection(
+        FAILURE_TYPES, readonly=True, index="btree_not_null"
+    )
     failure_code = fields.Integer(readonly=True)
     failure_title = fields.Char(readonly=True)
     failure_details = fields.Text(readonly=True)
@@ -243,7 +249,9 @@ class WhatsAppMessage(models.Model):
     def _last_inbound_dates(self, account, phones=(), user_ids=()):
         """Meta timestamp of the last inbound message per number / user id."""
         result = {}
-        self.flush_model(["direction", "account_id", "phone", "wa_user_id", "received_date"])
+        self.flush_model(
+            ["direction", "account_id", "phone", "wa_user_id", "received_date"]
+        )
         if phones:
             self.env.cr.execute(
                 """
@@ -320,8 +328,10 @@ class WhatsAppMessage(models.Model):
             kwargs["subtype_xmlid"] = "mail.mt_comment"
         elif self.author_id:
             kwargs["author_id"] = self.author_id.partner_id.id
-        return record.sudo().with_context(mail_create_nosubscribe=True).message_post(
-            **kwargs
+        return (
+            record.sudo()
+            .with_context(mail_create_nosubscribe=True)
+            .message_post(**kwargs)
         )
 
     def _refresh_chatter(self):
@@ -345,11 +355,18 @@ class WhatsAppMessage(models.Model):
         date_field = f"{new_state}_date"
         if when and not self[date_field]:
             vals[date_field] = when
-        if self.state == "failed" and self.failure_type == "network" and new_state != "failed":
+        if (
+            self.state == "failed"
+            and self.failure_type == "network"
+            and new_state != "failed"
+        ):
             # We gave up on an unanswered call, yet Meta did send it.
             changed = True
             vals.update(
-                failure_type=False, failure_title=False, failure_code=False, failed_date=False
+                failure_type=False,
+                failure_title=False,
+                failure_code=False,
+                failed_date=False,
             )
         elif self.state in ("failed", "cancelled"):
             changed = False
@@ -376,7 +393,9 @@ class WhatsAppMessage(models.Model):
         to_cancel = self.filtered(lambda m: m.state == "queued" and not m.claim_date)
         if self - to_cancel:
             raise UserError(
-                self.env._("Only queued messages that are not being sent can be cancelled.")
+                self.env._(
+                    "Only queued messages that are not being sent can be cancelled."
+                )
             )
         to_cancel.sudo().write({"state": "cancelled", "next_attempt_date": False})
         to_cancel._refresh_chatter()
@@ -522,7 +541,9 @@ class WhatsAppMessage(models.Model):
         if phone and phone in blacklisted:
             return {
                 "failure_type": "opted_out",
-                "failure_title": self.env._("The number is on the blacklist (opted out)"),
+                "failure_title": self.env._(
+                    "The number is on the blacklist (opted out)"
+                ),
             }
         template = item.get("template")
         if template and template.status != "APPROVED":
@@ -555,8 +576,10 @@ class WhatsAppMessage(models.Model):
                    OR next_attempt_date <= (now() at time zone 'UTC'))
             """
         )
-        accounts = self.env["whatsapp.account"].sudo().browse(
-            [row[0] for row in self.env.cr.fetchall()]
+        accounts = (
+            self.env["whatsapp.account"]
+            .sudo()
+            .browse([row[0] for row in self.env.cr.fetchall()])
         )
         done = 0
         for account in accounts:
@@ -689,7 +712,9 @@ class WhatsAppMessage(models.Model):
         ):
             return {
                 "failure_type": "opted_out",
-                "failure_title": self.env._("The number is on the blacklist (opted out)"),
+                "failure_title": self.env._(
+                    "The number is on the blacklist (opted out)"
+                ),
             }
         if self.message_type == "template":
             if self.template_id.status != "APPROVED":
@@ -917,7 +942,9 @@ class WhatsAppMessage(models.Model):
                 )
                 continue
             vals = message._failure_values(error)
-            if isinstance(error, TransportError) and not isinstance(error, ConnectError):
+            if isinstance(error, TransportError) and not isinstance(
+                error, ConnectError
+            ):
                 vals["failure_title"] = self.env._(
                     "Meta did not answer in time; the message may have been sent and "
                     "is not sent again"
@@ -932,7 +959,9 @@ class WhatsAppMessage(models.Model):
             message.write(vals)
         if auth_error:
             account._handle_api_error(auth_error)
-        elif any(not isinstance(o, WhatsAppError) and o is not None for _i, o in results):
+        elif any(
+            not isinstance(o, WhatsAppError) and o is not None for _i, o in results
+        ):
             account._mark_success()
 
     # ------------------------------------------------------------------ media
@@ -979,14 +1008,18 @@ class WhatsAppMessage(models.Model):
             )
             return False
         name = self.media_filename or _media_filename(self.message_type, info.mime_type)
-        attachment = self.env["ir.attachment"].sudo().create(
-            {
-                "name": name,
-                "raw": content,
-                "mimetype": info.mime_type or self.media_mime_type or False,
-                "res_model": self.res_model or "whatsapp.message",
-                "res_id": self.res_id or self.id,
-            }
+        attachment = (
+            self.env["ir.attachment"]
+            .sudo()
+            .create(
+                {
+                    "name": name,
+                    "raw": content,
+                    "mimetype": info.mime_type or self.media_mime_type or False,
+                    "res_model": self.res_model or "whatsapp.message",
+                    "res_id": self.res_id or self.id,
+                }
+            )
         )
         self.write(
             {
@@ -996,7 +1029,9 @@ class WhatsAppMessage(models.Model):
                 "next_attempt_date": False,
             }
         )
-        for mail_message in (self.mail_message_id | self.partner_mail_message_id).sudo():
+        for mail_message in (
+            self.mail_message_id | self.partner_mail_message_id
+        ).sudo():
             mail_message.attachment_ids = [(4, attachment.id)]
         return True
 
@@ -1071,7 +1106,8 @@ def _send_may_retry(error):
 
 def _testing():
     return bool(
-        modules.module.current_test or getattr(threading.current_thread(), "testing", False)
+        modules.module.current_test
+        or getattr(threading.current_thread(), "testing", False)
     )
 
 

@@ -115,7 +115,9 @@ class WhatsAppWebhookEvent(models.Model):
             for item in parsed:
                 try:
                     with self.env.cr.savepoint():
-                        outcome = processor._process_item(event.account_id, item, routes)
+                        outcome = processor._process_item(
+                            event.account_id, item, routes
+                        )
                 except Exception as exc:  # noqa: BLE001 - any item error is kept
                     _logger.exception(
                         "WhatsApp webhook event %s: an item (%s) failed",
@@ -152,7 +154,8 @@ class WhatsAppWebhookEvent(models.Model):
                 )
             event.write(vals)
             _logger.info(
-                "WhatsApp webhook event %s: %d item(s), %d handled, %d ignored, %d failed",
+                "WhatsApp webhook event %s: %d item(s), %d handled, %d ignored, "
+                "%d failed",
                 event.id,
                 len(parsed),
                 handled,
@@ -186,9 +189,9 @@ class WhatsAppWebhookEvent(models.Model):
     @api.model
     def _cron_purge_payloads(self):
         days = int(
-            self.env["ir.config_parameter"].sudo().get_param(
-                RETENTION_PARAM, DEFAULT_RETENTION_DAYS
-            )
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param(RETENTION_PARAM, DEFAULT_RETENTION_DAYS)
         )
         limit_date = fields.Datetime.now() - timedelta(days=max(days, 1))
         self.flush_model(["state", "received_date"])
@@ -199,7 +202,9 @@ class WhatsAppWebhookEvent(models.Model):
                 limit_date,
             )
         )
-        _logger.info("Purged %d processed WhatsApp webhook event(s)", self.env.cr.rowcount)
+        _logger.info(
+            "Purged %d processed WhatsApp webhook event(s)", self.env.cr.rowcount
+        )
         return True
 
 

@@ -58,10 +58,19 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             display = getattr(item, "display_phone_number", None)
             if display and len(candidates) > 1:
                 digits = "".join(ch for ch in display if ch.isdigit())
-                candidates = candidates.filtered(
-                    lambda a: "".join(ch for ch in (a.display_phone_number or "") if ch.isdigit())
-                    == digits
-                ) or candidates
+                candidates = (
+                    candidates.filtered(
+                        lambda a: (
+                            "".join(
+                                ch
+                                for ch in (a.display_phone_number or "")
+                                if ch.isdigit()
+                            )
+                            == digits
+                        )
+                    )
+                    or candidates
+                )
         else:
             candidates = accounts
         if url_account in candidates:
@@ -116,7 +125,9 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             return True  # already stored: a redelivery changes nothing
         partner = self._match_partner(account, item)
         phone = self._message_phone(partner, item)
-        message_type = item.message_type if item.message_type in INBOUND_TYPES else "unsupported"
+        message_type = (
+            item.message_type if item.message_type in INBOUND_TYPES else "unsupported"
+        )
         media = item.media
         vals = {
             "account_id": account.id,
@@ -210,14 +221,20 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             )
         if not partner and phone:
             partner = Partner.search(
-                [("phone_sanitized", "in", e164_variants(item.from_wa_id)), *company_domain],
+                [
+                    ("phone_sanitized", "in", e164_variants(item.from_wa_id)),
+                    *company_domain,
+                ],
                 order="company_id, id",
                 limit=1,
             )
         if not partner:
             partner = Partner.with_context(active_test=True).create(
                 {
-                    "name": item.profile_name or item.username or phone or item.from_user_id,
+                    "name": item.profile_name
+                    or item.username
+                    or phone
+                    or item.from_user_id,
                     "mobile": phone or False,
                     "company_id": account.company_id.id,
                     "whatsapp_user_id": item.from_user_id or False,
@@ -238,7 +255,9 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 limit=1,
             )
             if replied.res_model and replied.res_id:
-                record = self.env[replied.res_model].sudo().browse(replied.res_id).exists()
+                record = (
+                    self.env[replied.res_model].sudo().browse(replied.res_id).exists()
+                )
                 if record:
                     return record
         if not partner:
@@ -383,7 +402,11 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         account.message_post(
             body=self.env._("Meta reported an account event: %s", item.event or "?")
         )
-        if item.event in ("ACCOUNT_RESTRICTION", "ACCOUNT_VIOLATION", "DISABLED_UPDATE"):
+        if item.event in (
+            "ACCOUNT_RESTRICTION",
+            "ACCOUNT_VIOLATION",
+            "DISABLED_UPDATE",
+        ):
             account.write(
                 {
                     "state": "error",

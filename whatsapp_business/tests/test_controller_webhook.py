@@ -66,8 +66,12 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
             "status": status,
             "timestamp": str(ts),
             "recipient_id": WA_ID_A,
-            "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility",
-                        "type": "regular"},
+            "pricing": {
+                "billable": True,
+                "pricing_model": "PMP",
+                "category": "utility",
+                "type": "regular",
+            },
         }
         if errors:
             item["errors"] = errors
@@ -181,7 +185,9 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self.assertEqual(message.partner_id, self.partner_a)
         self.assertEqual(message.phone, PHONE_A)
         # The open lead of the partner gets the message in its chatter.
-        self.assertEqual((message.res_model, message.res_id), ("crm.lead", self.lead_a.id))
+        self.assertEqual(
+            (message.res_model, message.res_id), ("crm.lead", self.lead_a.id)
+        )
         self.assertIn("Bonjour", str(self.lead_a.message_ids[0].body))
         self.assertTrue(self.account_a.last_webhook_date)
         # Same body again: 200, nothing new.
@@ -208,7 +214,9 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self.assertEqual(partner.company_id, self.company_a)
         lead = self.env["crm.lead"].search([("partner_id", "=", partner.id)])
         self.assertEqual(len(lead), 1)
-        self.assertEqual(lead.source_id, self.env.ref("whatsapp_business.utm_source_whatsapp"))
+        self.assertEqual(
+            lead.source_id, self.env.ref("whatsapp_business.utm_source_whatsapp")
+        )
         self.assertEqual(lead.company_id, self.company_a)
         self.assertIn("Bonjour", str(lead.message_ids[0].body))
 
@@ -236,25 +244,35 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
                     }
                 ],
                 contacts=[
-                    {"profile": {"name": "Anon", "username": "@anon"},
-                     "user_id": "FR.1304857236419057341"}
+                    {
+                        "profile": {"name": "Anon", "username": "@anon"},
+                        "user_id": "FR.1304857236419057341",
+                    }
                 ],
             )
         )
         self.assertEqual(self._post(body).status_code, 200)
-        message = self.env["whatsapp.message"].search([("wamid", "=", "wamid.IN-BSUID")])
+        message = self.env["whatsapp.message"].search(
+            [("wamid", "=", "wamid.IN-BSUID")]
+        )
         self.assertEqual(message.wa_user_id, "FR.1304857236419057341")
         self.assertFalse(message.phone)
         self.assertEqual(message.partner_id.whatsapp_user_id, "FR.1304857236419057341")
         # A second message from the same user id lands on the same partner.
         body2 = body.replace("wamid.IN-BSUID", "wamid.IN-BSUID-2")
         self._post(body2)
-        second = self.env["whatsapp.message"].search([("wamid", "=", "wamid.IN-BSUID-2")])
+        second = self.env["whatsapp.message"].search(
+            [("wamid", "=", "wamid.IN-BSUID-2")]
+        )
         self.assertEqual(second.partner_id, message.partner_id)
 
     def test_stop_blacklists_number(self):
-        self.assertEqual(self._post(self._text_body(wamid="wamid.S", body=" stop ")).status_code, 200)
-        blacklist = self.env["phone.blacklist"].sudo().search([("number", "=", PHONE_A)])
+        self.assertEqual(
+            self._post(self._text_body(wamid="wamid.S", body=" stop ")).status_code, 200
+        )
+        blacklist = (
+            self.env["phone.blacklist"].sudo().search([("number", "=", PHONE_A)])
+        )
         self.assertTrue(blacklist.active)
         # Writing again does not lift it unless the account allows it.
         self._post(self._text_body(wamid="wamid.S2", body="Hello again"))
@@ -266,7 +284,11 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
 
     def test_mexican_reply_matches_stored_contact(self):
         partner = self.env["res.partner"].create(
-            {"name": "Lupita", "mobile": "+52 55 8765 4321", "company_id": self.company_a.id}
+            {
+                "name": "Lupita",
+                "mobile": "+52 55 8765 4321",
+                "company_id": self.company_a.id,
+            }
         )
         raw = self._text_body(wamid="wamid.MX", wa_id="5215587654321")
         self.assertEqual(self._post(raw).status_code, 200)
@@ -283,7 +305,9 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
     def test_status_monotonic(self):
         message = self._outbound()
         now = int(time.time())
-        self.assertEqual(self._post(self._status("wamid.OUT-1", "read", now + 5)).status_code, 200)
+        self.assertEqual(
+            self._post(self._status("wamid.OUT-1", "read", now + 5)).status_code, 200
+        )
         self.assertEqual(message.state, "read")
         self._post(self._status("wamid.OUT-1", "delivered", now + 3))
         self._post(self._status("wamid.OUT-1", "sent", now + 1))
@@ -296,9 +320,14 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
     def test_failed_status_is_final(self):
         message = self._outbound(wamid="wamid.OUT-F")
         now = int(time.time())
-        errors = [{"code": 131026, "title": "Message undeliverable",
-                   "message": "Message undeliverable",
-                   "error_data": {"details": "Receiver is incapable of receiving"}}]
+        errors = [
+            {
+                "code": 131026,
+                "title": "Message undeliverable",
+                "message": "Message undeliverable",
+                "error_data": {"details": "Receiver is incapable of receiving"},
+            }
+        ]
         self._post(self._status("wamid.OUT-F", "failed", now, errors))
         self.assertEqual(message.state, "failed")
         self.assertEqual(message.failure_code, 131026)
@@ -339,9 +368,9 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         message.invalidate_recordset()
         self.assertEqual(message.delivered_date, first_date)
         self.assertEqual(
-            self.env["whatsapp.message.status"].sudo().search_count(
-                [("message_id", "=", message.id)]
-            ),
+            self.env["whatsapp.message.status"]
+            .sudo()
+            .search_count([("message_id", "=", message.id)]),
             1,
         )
 
@@ -353,11 +382,15 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self.assertEqual(self._events().state, "ignored")
 
     def test_unknown_phone_number_id_ignored(self):
-        entry = messages_entry(self.account_a, messages=[self._inbound(wamid="wamid.X")])
+        entry = messages_entry(
+            self.account_a, messages=[self._inbound(wamid="wamid.X")]
+        )
         entry["changes"][0]["value"]["metadata"]["phone_number_id"] = "999"
         self.assertEqual(self._post(webhook_body(entry)).status_code, 200)
         self.assertEqual(self._events().state, "ignored")
-        self.assertFalse(self.env["whatsapp.message"].search([("wamid", "=", "wamid.X")]))
+        self.assertFalse(
+            self.env["whatsapp.message"].search([("wamid", "=", "wamid.X")])
+        )
 
     def test_batch_two_companies_same_app(self):
         # Both numbers belong to one Meta app: one secret signs for both.
@@ -367,8 +400,12 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
             messages_entry(self.account_b, messages=[self._inbound(wamid="wamid.B")]),
         )
         self.assertEqual(self._post(body).status_code, 200)
-        message_a = self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.A")])
-        message_b = self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.B")])
+        message_a = (
+            self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.A")])
+        )
+        message_b = (
+            self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.B")])
+        )
         self.assertEqual(message_a.company_id, self.company_a)
         self.assertEqual(message_b.company_id, self.company_b)
         self.assertEqual(message_b.account_id, self.account_b)
@@ -380,25 +417,35 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
             messages_entry(self.account_b, messages=[self._inbound(wamid="wamid.B2")]),
         )
         self.assertEqual(self._post(body).status_code, 200)
-        self.assertTrue(self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.A2")]))
-        self.assertFalse(self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.B2")]))
+        self.assertTrue(
+            self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.A2")])
+        )
+        self.assertFalse(
+            self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.B2")])
+        )
 
     @mute_logger("odoo.addons.whatsapp_business.models.whatsapp_webhook_event")
     def test_processing_error_kept_and_retried(self):
         processor = type(self.env["whatsapp.webhook.processor"])
-        with patch.object(processor, "_handle_inbound", side_effect=RuntimeError("boom")):
+        with patch.object(
+            processor, "_handle_inbound", side_effect=RuntimeError("boom")
+        ):
             response = self._post(self._text_body(wamid="wamid.E"))
         self.assertEqual(response.status_code, 200)
         event = self._events()
         self.assertEqual(event.state, "failed")
         self.assertIn("boom", event.last_error)
         self.assertTrue(event.next_attempt_date)
-        self.assertFalse(self.env["whatsapp.message"].search([("wamid", "=", "wamid.E")]))
+        self.assertFalse(
+            self.env["whatsapp.message"].search([("wamid", "=", "wamid.E")])
+        )
         # The retry (button or cron) processes it once the cause is gone.
         event.with_user(self.manager_a).action_retry()
         self.assertEqual(event.state, "done")
         self.assertEqual(event.attempts, 2)
-        self.assertTrue(self.env["whatsapp.message"].search([("wamid", "=", "wamid.E")]))
+        self.assertTrue(
+            self.env["whatsapp.message"].search([("wamid", "=", "wamid.E")])
+        )
 
     def test_template_status_event(self):
         if "whatsapp.template" not in self.env:
@@ -440,7 +487,9 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         event.received_date = "2020-01-01 00:00:00"
         self.env["whatsapp.webhook.event"]._cron_purge_payloads()
         self.assertFalse(event.exists())
-        self.assertTrue(self.env["whatsapp.message"].search([("wamid", "=", "wamid.P")]))
+        self.assertTrue(
+            self.env["whatsapp.message"].search([("wamid", "=", "wamid.P")])
+        )
 
 
 @tagged("post_install", "-at_install")
@@ -460,18 +509,35 @@ class TestLogPrivacy(WhatsAppMixin, HttpCase):
         raw = webhook_body(
             messages_entry(
                 self.account_a,
-                messages=[{"from": "34611999888", "id": "wamid.PRIV", "timestamp": "1",
-                           "type": "text", "text": {"body": secret_body}}],
+                messages=[
+                    {
+                        "from": "34611999888",
+                        "id": "wamid.PRIV",
+                        "timestamp": "1",
+                        "type": "text",
+                        "text": {"body": secret_body},
+                    }
+                ],
                 contacts=[{"profile": {"name": "Secret Name"}, "wa_id": "34611999888"}],
             )
         ).encode()
         with self.assertLogs("odoo.addons.whatsapp_business", level="DEBUG") as logs:
-            self.url_open(url, data=raw, headers={
-                "Content-Type": "application/json",
-                "X-Hub-Signature-256": sign(raw, "app-secret-a")})
-            self.url_open(url, data=raw, headers={
-                "Content-Type": "application/json",
-                "X-Hub-Signature-256": "sha256=" + "0" * 64})
+            self.url_open(
+                url,
+                data=raw,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": sign(raw, "app-secret-a"),
+                },
+            )
+            self.url_open(
+                url,
+                data=raw,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": "sha256=" + "0" * 64,
+                },
+            )
             self.open_window(self.account_a, "+34611999888")
             self.env["whatsapp.message"]._queue_outbound(
                 self.account_a,
@@ -480,6 +546,12 @@ class TestLogPrivacy(WhatsAppMixin, HttpCase):
             with mock_gateway():
                 self.env["whatsapp.message"]._cron_process_queue()
         text = "\n".join(logs.output)
-        for needle in (secret_body, "34611999888", "Secret Name", "EAAtokenA",
-                       "app-secret-a", self.account_a.sudo().verify_token):
+        for needle in (
+            secret_body,
+            "34611999888",
+            "Secret Name",
+            "EAAtokenA",
+            "app-secret-a",
+            self.account_a.sudo().verify_token,
+        ):
             self.assertNotIn(needle, text)

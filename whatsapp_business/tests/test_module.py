@@ -7,7 +7,9 @@ from ..wa_cloud.client import CloudApiClient
 @tagged("post_install", "-at_install")
 class TestModule(TransactionCase):
     def test_installed_with_its_records(self):
-        module = self.env["ir.module.module"].search([("name", "=", "whatsapp_business")])
+        module = self.env["ir.module.module"].search(
+            [("name", "=", "whatsapp_business")]
+        )
         self.assertEqual(module.state, "installed")
         for xmlid in (
             "whatsapp_business.group_whatsapp_manager",
@@ -21,7 +23,9 @@ class TestModule(TransactionCase):
             {"name": "x", "phone_number_id": "1", "waba_id": "2"}
         )
         self.assertEqual(account.api_version, const.DEFAULT_API_VERSION)
-        client = CloudApiClient("EAAsecret-token-value", phone_number_id="1", waba_id="2")
+        client = CloudApiClient(
+            "EAAsecret-token-value", phone_number_id="1", waba_id="2"
+        )
         self.assertNotIn("EAAsecret-token-value", repr(client))
         client.close()
 

@@ -25,18 +25,46 @@ JSON_LEAVES = (
 def _json_values():
     return st.recursive(
         JSON_LEAVES,
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(st.text(max_size=12), children, max_size=4),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=12), children, max_size=4)
+        ),
         max_leaves=20,
     )
 
 
 # Keys Meta uses: mutations hit the parser where it matters.
 META_KEYS = [
-    "object", "entry", "id", "changes", "field", "value", "metadata", "phone_number_id",
-    "messages", "statuses", "contacts", "from", "from_user_id", "type", "text", "body",
-    "timestamp", "status", "errors", "code", "context", "image", "reaction", "system",
-    "wa_id", "user_id", "pricing", "conversation", "interactive", "button",
+    "object",
+    "entry",
+    "id",
+    "changes",
+    "field",
+    "value",
+    "metadata",
+    "phone_number_id",
+    "messages",
+    "statuses",
+    "contacts",
+    "from",
+    "from_user_id",
+    "type",
+    "text",
+    "body",
+    "timestamp",
+    "status",
+    "errors",
+    "code",
+    "context",
+    "image",
+    "reaction",
+    "system",
+    "wa_id",
+    "user_id",
+    "pricing",
+    "conversation",
+    "interactive",
+    "button",
 ]
 
 
@@ -54,14 +82,28 @@ class TestWebhookFuzz(WhatsAppMixin, HttpCase):
                 messages_entry(
                     cls.account_a,
                     messages=[
-                        {"from": "33612345678", "id": "wamid.F", "timestamp": "1795165200",
-                         "type": "text", "text": {"body": "hi"}}
+                        {
+                            "from": "33612345678",
+                            "id": "wamid.F",
+                            "timestamp": "1795165200",
+                            "type": "text",
+                            "text": {"body": "hi"},
+                        }
                     ],
                     statuses=[{"id": "wamid.S", "status": "read", "timestamp": "1"}],
                 ),
-                messages_entry(cls.account_b, messages=[
-                    {"from": "33612345678", "id": "wamid.B", "timestamp": "1795165200",
-                     "type": "text", "text": {"body": "hi"}}]),
+                messages_entry(
+                    cls.account_b,
+                    messages=[
+                        {
+                            "from": "33612345678",
+                            "id": "wamid.B",
+                            "timestamp": "1795165200",
+                            "type": "text",
+                            "text": {"body": "hi"},
+                        }
+                    ],
+                ),
             )
         )
 
@@ -85,8 +127,10 @@ class TestWebhookFuzz(WhatsAppMixin, HttpCase):
             else:
                 return data
         if isinstance(node, dict):
-            key = sorted(node)[path[-1] % len(node)] if node and path[-1] % 2 else (
-                META_KEYS[path[-1] % len(META_KEYS)]
+            key = (
+                sorted(node)[path[-1] % len(node)]
+                if node and path[-1] % 2
+                else (META_KEYS[path[-1] % len(META_KEYS)])
             )
             node[key] = value
         elif isinstance(node, list) and node:
@@ -96,7 +140,9 @@ class TestWebhookFuzz(WhatsAppMixin, HttpCase):
     def _check_invariants(self):
         messages = self.env["whatsapp.message"].sudo().search([])
         self.assertFalse(messages.filtered(lambda m: m.account_id == self.account_b))
-        self.assertFalse(messages.filtered(lambda m: m.company_id != m.account_id.company_id))
+        self.assertFalse(
+            messages.filtered(lambda m: m.company_id != m.account_id.company_id)
+        )
 
     @mute_logger(
         "odoo.addons.whatsapp_business.models.whatsapp_webhook_event",

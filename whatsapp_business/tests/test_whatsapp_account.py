@@ -43,7 +43,9 @@ class TestWhatsAppAccount(WhatsAppCase):
         self.assertFalse(account.app_secret)
         # An empty value keeps the stored secret.
         account.write({"access_token": False})
-        self.assertEqual(self.account_a._get_secret("access_token"), "EAAtokenA-secret-value")
+        self.assertEqual(
+            self.account_a._get_secret("access_token"), "EAAtokenA-secret-value"
+        )
         account.write({"access_token": "EAAnew"})
         self.assertEqual(self.account_a._get_secret("access_token"), "EAAnew")
         self.assertEqual(account.action_reveal_access_token(), "EAAnew")
@@ -101,7 +103,9 @@ class TestWhatsAppAccount(WhatsAppCase):
         self.assertFalse(copy.access_token_set)
         self.assertFalse(copy.app_secret_set)
         self.assertFalse(copy.active)
-        self.assertNotEqual(copy.sudo().verify_token, self.account_a.sudo().verify_token)
+        self.assertNotEqual(
+            copy.sudo().verify_token, self.account_a.sudo().verify_token
+        )
 
     def test_multi_company_isolation(self):
         Account = self.env["whatsapp.account"].with_user(self.manager_a)
@@ -127,7 +131,11 @@ class TestWhatsAppAccount(WhatsAppCase):
         # Archived accounts free their number.
         self.account_a.active = False
         self.env["whatsapp.account"].create(
-            {"name": "Replacement", "phone_number_id": "109000000000001", "waba_id": "1"}
+            {
+                "name": "Replacement",
+                "phone_number_id": "109000000000001",
+                "waba_id": "1",
+            }
         )
 
     def test_duplicate_phone_number_id_refused_by_database(self):
@@ -161,7 +169,8 @@ class TestWhatsAppAccount(WhatsAppCase):
         self.assertIn("whatsapp_encryption_key", str(caught.exception))
         self.env.flush_all()
         self.env.cr.execute(
-            "SELECT count(*) FROM whatsapp_account WHERE phone_number_id = '109000000000009'"
+            "SELECT count(*) FROM whatsapp_account"
+            " WHERE phone_number_id = '109000000000009'"
         )
         self.assertEqual(self.env.cr.fetchone()[0], 0)
 
@@ -175,12 +184,16 @@ class TestWhatsAppAccount(WhatsAppCase):
             rotated = self.env["whatsapp.account"]._rotate_encryption_key()
             self.assertGreaterEqual(rotated, 2)
             ciphertext = self.account_a.sudo().access_token_encrypted
-        self.assertEqual(SecretBox(new_key).decrypt(ciphertext), "EAAtokenA-secret-value")
+        self.assertEqual(
+            SecretBox(new_key).decrypt(ciphertext), "EAAtokenA-secret-value"
+        )
 
     def test_webhook_identity(self):
         account = self.account_a.sudo()
         self.assertGreaterEqual(len(account.verify_token), 32)
-        self.assertTrue(account.webhook_url.endswith(f"/whatsapp/webhook/{account.webhook_key}"))
+        self.assertTrue(
+            account.webhook_url.endswith(f"/whatsapp/webhook/{account.webhook_key}")
+        )
         self.assertTrue(account.webhook_url.startswith(account.get_base_url()))
         old = account.verify_token
         self.account_a.with_user(self.manager_a).action_regenerate_verify_token()
@@ -202,7 +215,9 @@ class TestWhatsAppAccount(WhatsAppCase):
         error = error_from_response(401, EXPIRED_TOKEN_BODY, {})
         with mock_gateway(phone_info_error=error):
             for _attempt in range(3):
-                action = self.account_a.with_user(self.manager_a).action_test_connection()
+                action = self.account_a.with_user(
+                    self.manager_a
+                ).action_test_connection()
         self.assertEqual(action["params"]["type"], "danger")
         self.assertEqual(self.account_a.state, "token_invalid")
         self.assertIn("190", self.account_a.last_error)

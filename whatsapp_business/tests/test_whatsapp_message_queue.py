@@ -1,3 +1,4 @@
+import json
 import time
 from datetime import timedelta
 from unittest.mock import patch
@@ -12,10 +13,16 @@ from .common import PHONE_A, WhatsAppCase, mock_gateway
 
 
 def meta_error(status, code, title="Error", details=""):
-    body = (
-        '{"error":{"message":"(#%d) %s","type":"OAuthException","code":%d,'
-        '"error_data":{"messaging_product":"whatsapp","details":"%s"},'
-        '"fbtrace_id":"Ftrace"}}' % (code, title, code, details)
+    body = json.dumps(
+        {
+            "error": {
+                "message": f"(#{code}) {title}",
+                "type": "OAuthException",
+                "code": code,
+                "error_data": {"messaging_product": "whatsapp", "details": details},
+                "fbtrace_id": "Ftrace",
+            }
+        }
     )
     return error_from_response(status, body.encode(), {})
 
@@ -26,7 +33,14 @@ class TestMessageQueue(WhatsAppCase):
         record = record or self.lead_a
         return self.env["whatsapp.message"]._queue_outbound(
             self.account_a,
-            [{"record": record, "partner": self.partner_a, "phone": phone, "body": body}],
+            [
+                {
+                    "record": record,
+                    "partner": self.partner_a,
+                    "phone": phone,
+                    "body": body,
+                }
+            ],
         )
 
     def _run_queue(self):
@@ -60,12 +74,14 @@ class TestMessageQueue(WhatsAppCase):
         self.assertEqual(message.request_payload, gateway.sent[0])
         chatter = message.mail_message_id
         self.assertEqual(chatter.model, "crm.lead")
-        self.assertIn('o_whatsapp_state_sent', str(chatter.body))
+        self.assertIn("o_whatsapp_state_sent", str(chatter.body))
         self.assertTrue(message.partner_mail_message_id)
         self.assertEqual(self.lead_a.whatsapp_message_count, 1)
 
     def test_window_closed_refused_before_http(self):
-        self.open_window(self.account_a, PHONE_A, when=self.env.cr.now() - timedelta(hours=25))
+        self.open_window(
+            self.account_a, PHONE_A, when=self.env.cr.now() - timedelta(hours=25)
+        )
         with mock_gateway() as gateway:
             message = self._queue_text()
             self._run_queue()
@@ -143,7 +159,8 @@ class TestMessageQueue(WhatsAppCase):
         self.assertEqual(len(set(messages.mapped("wamid"))), 1000)
         stamps.sort()
         window_max = max(
-            sum(1 for t in stamps[i:] if t - start < 1.0) for i, start in enumerate(stamps)
+            sum(1 for t in stamps[i:] if t - start < 1.0)
+            for i, start in enumerate(stamps)
         )
         self.assertLessEqual(window_max, 400)
 
@@ -180,7 +197,9 @@ class TestMessageQueue(WhatsAppCase):
                 self.assertEqual(messages[key].retry_count, 1, key)
                 self.assertTrue(messages[key].next_attempt_date, key)
             self.assertEqual(messages["throttled"].failure_type, "rate_limit")
-            retried = messages["transient"] | messages["throttled"] | messages["connect"]
+            retried = (
+                messages["transient"] | messages["throttled"] | messages["connect"]
+            )
             self._due_now(retried)
             self._run_queue()
         for key in ("transient", "throttled", "connect"):
@@ -282,8 +301,13 @@ class TestMessageQueue(WhatsAppCase):
             .with_user(self.user_a)
             ._queue_outbound(
                 self.account_a,
-                [{"record": self.lead_a.with_user(self.user_a), "phone": PHONE_A,
-                  "body": "Hi"}],
+                [
+                    {
+                        "record": self.lead_a.with_user(self.user_a),
+                        "phone": PHONE_A,
+                        "body": "Hi",
+                    }
+                ],
             )
         )
         self.assertEqual(message.with_user(self.user_a).state, "queued")
@@ -314,10 +338,15 @@ class TestMessageQueue(WhatsAppCase):
             patch.object(
                 CloudApiClient,
                 "get_media_url",
-                return_value=MediaInfo(url="https://lookaside.example/x", mime_type="image/jpeg"),
+                return_value=MediaInfo(
+                    url="https://lookaside.example/x", mime_type="image/jpeg"
+                ),
             ),
-            patch.object(CloudApiClient, "download_media", side_effect=[
-                ConnectError("down"), b"\xff\xd8jpeg-bytes"]),
+            patch.object(
+                CloudApiClient,
+                "download_media",
+                side_effect=[ConnectError("down"), b"\xff\xd8jpeg-bytes"],
+            ),
         ):
             self.env["whatsapp.message"]._cron_download_media()
             self.assertEqual(message.media_state, "pending")

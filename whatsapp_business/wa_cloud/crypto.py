@@ -52,14 +52,17 @@ def _split(value) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def load_keys(config_value, environ: Mapping | None = os.environ) -> list[str]:
+def load_keys(config_value, environ: Mapping | None = None) -> list[str]:
     """The configured keys, newest (encrypting) first.
 
     The Odoo configuration option wins; the environment variable is only read
-    when the option is unset or blank. Pass ``environ=None`` to ignore it.
+    when the option is unset or blank; ``environ`` defaults to ``os.environ``
+    (pass an empty mapping to ignore it).
     """
     keys = _split(config_value)
-    if keys or environ is None:
+    if environ is None:
+        environ = os.environ
+    if keys:
         return keys
     try:
         return _split(environ.get(ENV_VAR))
@@ -91,9 +94,7 @@ class SecretBox:
         self._count = len(fernets)
 
     @classmethod
-    def from_config(
-        cls, config_value, environ: Mapping | None = os.environ
-    ) -> "SecretBox":
+    def from_config(cls, config_value, environ: Mapping | None = None) -> "SecretBox":
         """A box built from :func:`load_keys`."""
         return cls(load_keys(config_value, environ))
 

@@ -58,6 +58,7 @@ _RATE_LIMIT_SCOPES = {
 # Pair rate limit: Meta tolerates about one message every 6 s to the same user.
 PAIR_RATE_LIMIT_DELAY = 6.0
 
+
 def scrub_secrets(text):
     """Return ``text`` with tokens, secrets and phone numbers masked."""
     if not text:

@@ -13,8 +13,9 @@ class SlidingWindowLimiter:
     The margin absorbs clock and network jitter between us and Meta's counter.
     """
 
-    def __init__(self, rate, window=1.0, *, margin=0.01, clock=time.monotonic,
-                 sleep=time.sleep):
+    def __init__(
+        self, rate, window=1.0, *, margin=0.01, clock=time.monotonic, sleep=time.sleep
+    ):
         if rate < 1:
             raise ValueError("rate must be at least 1")
         self.rate = int(rate)
