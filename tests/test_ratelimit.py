@@ -1,3 +1,5 @@
+import pytest
+
 from wa_cloud.ratelimit import SlidingWindowLimiter
 
 
@@ -12,50 +14,65 @@ class FakeClock:
         self.now += seconds
 
 
+def limiter(rate, clock, margin=0.0):
+    return SlidingWindowLimiter(rate, clock=clock, sleep=clock.sleep, margin=margin)
+
+
 def test_never_more_than_rate_in_any_window():
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(5, clock=clock, sleep=clock.sleep, margin=0.0)
+    pacer = limiter(5, clock, margin=0.02)
     starts = []
     for _ in range(23):
-        limiter.acquire()
+        pacer.acquire()
         starts.append(clock.now)
     for i, start in enumerate(starts):
         assert sum(1 for t in starts[i:] if t - start < 1.0) <= 5
 
 
-def test_full_rate_is_reached():
+def test_starts_are_evenly_spaced_at_full_rate():
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(10, clock=clock, sleep=clock.sleep, margin=0.0)
+    pacer = limiter(10, clock)
+    starts = []
     for _ in range(30):
-        limiter.acquire()
-    # 30 calls at 10/s: the first 10 at once, then two more windows.
-    assert clock.now - 100.0 == 2.0
+        pacer.acquire()
+        starts.append(clock.now)
+    gaps = {round(b - a, 9) for a, b in zip(starts, starts[1:], strict=False)}
+    assert gaps == {0.1}
+    # 30 starts at 10/s take 2.9 s: no burst, no idle time.
+    assert round(starts[-1] - starts[0], 9) == 2.9
 
 
 def test_try_acquire_and_wait_time():
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(2, clock=clock, sleep=clock.sleep, margin=0.0)
-    assert limiter.try_acquire()
-    clock.now += 0.25
-    assert limiter.try_acquire()
-    assert not limiter.try_acquire()
-    assert limiter.wait_time() == 0.75
-    clock.now += 0.75
-    assert limiter.try_acquire()
+    pacer = limiter(2, clock)
+    assert pacer.try_acquire()
+    assert not pacer.try_acquire()
+    assert pacer.wait_time() == 0.5
+    clock.now += 0.5
+    assert pacer.try_acquire()
+    assert not pacer.try_acquire()
+
+
+def test_pause_holds_every_caller():
+    clock = FakeClock()
+    pacer = limiter(100, clock)
+    pacer.acquire()
+    pacer.pause(2.0)
+    assert pacer.wait_time() == pytest.approx(2.0)
+    pacer.acquire()
+    assert clock.now == pytest.approx(102.0)
 
 
 def test_drain_leaves_an_empty_window():
     clock = FakeClock()
-    limiter = SlidingWindowLimiter(3, clock=clock, sleep=clock.sleep, margin=0.0)
-    limiter.acquire()
+    pacer = limiter(3, clock)
+    pacer.acquire()
     clock.now += 0.4
-    limiter.drain()
-    assert clock.now == 101.0
-    assert limiter.wait_time() == 0.0
+    pacer.drain()
+    assert clock.now == pytest.approx(101.0)
+    assert pacer.wait_time() == 0.0
 
 
 def test_rate_must_be_positive():
-    import pytest
-
     with pytest.raises(ValueError):
         SlidingWindowLimiter(0)

@@ -56,23 +56,9 @@ RETRIED_QUERY = re.compile(
 # Known addon defects whose server-side error would otherwise fail unrelated
 # tests. Each entry: (regex searched in the error and its traceback, why). A test
 # that meets one passes with a warning, so the defect stays visible in the report.
-KNOWN_SERVER_ERRORS = [
-    (
-        r"in _send_batch[\s\S]*SerializationFailure",
-        "send queue: the end of _send_batch (_write_back, then the chatter "
-        "refresh of the whole batch, in one transaction) conflicts with status "
-        "webhooks refreshing the same chatter rows: the write-back is rolled back "
-        "and failed sends of that batch stay claimed until the 15-minute "
-        "stale-claim recovery",
-    ),
-    (
-        r"WhatsApp webhook event \d+: an item \(\w+\) failed[\s\S]*"
-        r"SerializationFailure",
-        "webhook: _process catches a concurrency error per item (savepoint) "
-        "instead of letting Odoo retry the request: the event is marked failed "
-        "and only retried by the cron minutes later",
-    ),
-]
+# Server errors a test may hit without failing: none. Add an entry (regex, reason)
+# only for a known, documented addon defect, and remove it with the fix.
+KNOWN_SERVER_ERRORS = []
 
 
 def pytest_configure(config):

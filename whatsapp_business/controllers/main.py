@@ -50,7 +50,7 @@ class WhatsAppWebhookController(http.Controller):
         save_session=False,
     )
     def whatsapp_webhook_receive(self, key, **_params):
-        """Verify the raw bytes, store them durably, then process them.
+        """Verify the raw bytes and store them durably; processing follows at once.
 
         Meta retries anything but a 200, so a 200 is sent only once the body is
         in the inbox: the response leaves after Odoo committed the transaction.
@@ -100,5 +100,6 @@ class WhatsAppWebhookController(http.Controller):
         if event is None:
             _logger.info("WhatsApp webhook for account %s: repeated body", account.id)
             return _plain("OK", 200)
-        event._process()
+        # Meta wants a fast answer: processing runs in a cron woken right away.
+        Event._trigger_processing()
         return _plain("OK", 200)

@@ -4,7 +4,9 @@ from odoo import fields, models
 class CrmLead(models.Model):
     _inherit = "crm.lead"
 
-    whatsapp_message_count = fields.Integer(compute="_compute_whatsapp_message_count")
+    whatsapp_message_count = fields.Integer(
+        string="WhatsApp Messages", compute="_compute_whatsapp_message_count"
+    )
 
     def _compute_whatsapp_message_count(self):
         counts = dict(

@@ -5,7 +5,9 @@ class ResCompany(models.Model):
     _inherit = "res.company"
 
     whatsapp_enabled = fields.Boolean(string="WhatsApp")
-    whatsapp_account_ids = fields.One2many("whatsapp.account", "company_id")
+    whatsapp_account_ids = fields.One2many(
+        "whatsapp.account", "company_id", string="WhatsApp Accounts"
+    )
 
     def _get_whatsapp_account(self):
         """The company's default account: the first active one by sequence."""

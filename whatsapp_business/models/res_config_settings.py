@@ -7,7 +7,9 @@ class ResConfigSettings(models.TransientModel):
     whatsapp_enabled = fields.Boolean(
         related="company_id.whatsapp_enabled", readonly=False
     )
-    whatsapp_account_count = fields.Integer(compute="_compute_whatsapp_account_count")
+    whatsapp_account_count = fields.Integer(
+        string="WhatsApp Accounts", compute="_compute_whatsapp_account_count"
+    )
 
     def _compute_whatsapp_account_count(self):
         for settings in self:

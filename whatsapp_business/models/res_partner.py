@@ -14,7 +14,9 @@ class ResPartner(models.Model):
         help="Business-scoped user id of a customer who hides their number.",
     )
     whatsapp_message_count = fields.Integer(
-        compute="_compute_whatsapp_message_count", groups="base.group_user"
+        string="WhatsApp Messages",
+        compute="_compute_whatsapp_message_count",
+        groups="base.group_user",
     )
 
     def _compute_whatsapp_message_count(self):

@@ -24,9 +24,22 @@ MANAGER_GROUP = "whatsapp_business.group_whatsapp_manager"
 WEBHOOK_ROUTE = "/whatsapp/webhook/"
 
 
+_BOXES = {}
+
+
 def get_secret_box():
-    """Build the encryption box from the server configuration, never from the DB."""
-    return SecretBox(load_keys(config.get(CONFIG_OPTION), os.environ))
+    """The encryption box of the server configuration, never of the database.
+
+    Built once per set of keys: the webhook route needs it on every call.
+    """
+    keys = tuple(load_keys(config.get(CONFIG_OPTION), os.environ))
+    box = _BOXES.get(keys)
+    if box is None:
+        box = SecretBox(list(keys))
+        box.encrypt("")  # a malformed key fails here, before anything is written
+        _BOXES.clear()  # only the current keys are worth keeping
+        _BOXES[keys] = box
+    return box
 
 
 def _new_token(_records=None):
@@ -272,7 +285,6 @@ class WhatsAppAccount(models.Model):
     def _get_secret_box(self):
         try:
             box = get_secret_box()
-            box.encrypt("")  # fail now, before anything is written, if the key is bad
         except ConfigurationError as exc:
             raise UserError(
                 self.env._(

@@ -293,9 +293,14 @@ class WhatsAppMessage(models.Model):
 
     # ------------------------------------------------------------------ chatter
 
+    def _chatter_lang(self):
+        """One body serves every reader: the sender's or the company's language."""
+        return self.author_id.lang or self.company_id.partner_id.lang or self.env.lang
+
     def _chatter_body(self):
         self.ensure_one()
-        states = dict(self._fields["state"]._description_selection(self.env))
+        env = self.with_context(lang=self._chatter_lang()).env
+        states = dict(self._fields["state"]._description_selection(env))
         icon = STATE_ICONS.get(self.state, "fa-whatsapp")
         if self.message_type == "template" and self.template_id:
             content = escape(self.body or self.template_id.name)
@@ -590,9 +595,19 @@ class WhatsAppMessage(models.Model):
             ):
                 continue  # held until an admin fixes the account
             limit = max(account.rate_limit * batch_seconds, 1)
-            done += self.with_company(account.company_id)._send_batch(account, limit)
+            # Failure reasons are stored text: write them in the company's language.
+            lang = account.company_id.partner_id.lang or self.env.lang
+            done += (
+                self.with_company(account.company_id)
+                .with_context(lang=lang)
+                ._send_batch(account, limit)
+            )
         remaining = self._count_due()
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        for account in accounts:
+            # The next run may be in another worker, with a fresh limiter: leave it
+            # a window without any send in it.
+            _limiter_for(self.env.cr.dbname, account).drain()
         self._recover_stale_claims()
         self._schedule_next_retry()
         return done
@@ -699,8 +714,15 @@ class WhatsAppMessage(models.Model):
         _commit(self.env.cr)
         self.env.invalidate_all()
         self._write_back(account, results)
-        (messages).invalidate_recordset()
-        messages._refresh_chatter()
+        _commit(self.env.cr)
+        messages.invalidate_recordset()
+        try:
+            with self.env.cr.savepoint():
+                messages._refresh_chatter()
+        except psycopg2.errors.TransactionRollbackError:
+            # A status webhook refreshed these chatter messages meanwhile, with a
+            # newer state: its version stands.
+            _logger.info("WhatsApp send batch: chatter refresh left to the webhooks")
         _commit(self.env.cr)
         return len(messages)
 
@@ -769,6 +791,7 @@ class WhatsAppMessage(models.Model):
         client_args = account._client_arguments()
         local = threading.local()
         clients = []
+        stop = threading.Event()
 
         def client():
             if not hasattr(local, "client"):
@@ -778,73 +801,65 @@ class WhatsAppMessage(models.Model):
                 clients.append(local.client)
             return local.client
 
+        def call(job):
+            # The slot is taken right before the request, in the thread that sends.
+            limiter.acquire()
+            if job["type"] == "template":
+                return client().send_template(
+                    job["to"],
+                    job["template_name"],
+                    job["language"],
+                    components=job["components"],
+                    biz_opaque_callback_data=job["callback"],
+                )
+            if "content" in job:
+                media_id = client().upload_media(
+                    job["content"], job["mime_type"], job["filename"]
+                )
+                limiter.acquire()  # the upload and the send both count
+                return client().send_media(
+                    job["to"],
+                    job["type"],
+                    media_id=media_id,
+                    caption=job["caption"] if job["type"] != "audio" else None,
+                    filename=job["filename"] if job["type"] == "document" else None,
+                    biz_opaque_callback_data=job["callback"],
+                )
+            return client().send_text(
+                job["to"], job["body"], biz_opaque_callback_data=job["callback"]
+            )
+
         def send(job):
-            try:
-                if job["type"] == "template":
-                    result = client().send_template(
-                        job["to"],
-                        job["template_name"],
-                        job["language"],
-                        components=job["components"],
-                        biz_opaque_callback_data=job["callback"],
-                    )
-                elif "content" in job:
-                    media_id = client().upload_media(
-                        job["content"], job["mime_type"], job["filename"]
-                    )
-                    limiter.acquire()  # the upload and the send both count
-                    result = client().send_media(
-                        job["to"],
-                        job["type"],
-                        media_id=media_id,
-                        caption=job["caption"] if job["type"] != "audio" else None,
-                        filename=job["filename"] if job["type"] == "document" else None,
-                        biz_opaque_callback_data=job["callback"],
-                    )
-                else:
-                    result = client().send_text(
-                        job["to"], job["body"], biz_opaque_callback_data=job["callback"]
-                    )
-            except WhatsAppError as error:
-                return error
-            return result
+            for attempt in range(1, RATE_LIMIT_RETRIES_IN_BATCH + 2):
+                if stop.is_set():
+                    return None  # not attempted: put back in the queue untouched
+                try:
+                    return call(job)
+                except RateLimitError as error:
+                    # A refused send was not sent: retrying it is safe. The number
+                    # is over Meta's rate right now, so every worker pauses.
+                    if error.code == 131056 or attempt > RATE_LIMIT_RETRIES_IN_BATCH:
+                        return error
+                    limiter.pause(min(error.retry_after or 1.0, 60.0))
+                except AuthenticationError as error:
+                    stop.set()  # every other send would fail the same way
+                    return error
+                except WhatsAppError as error:
+                    return error
+            return None
 
         results = []
-        stop = threading.Event()
-        pool = ThreadPoolExecutor(
+        with ThreadPoolExecutor(
             max_workers=max(account.max_concurrency, 1),
             thread_name_prefix="whatsapp-send",
-        )
-        try:
-            futures = {}
-            for message_id, job in jobs:
-                if stop.is_set():
-                    results.append((message_id, None))  # not attempted
-                    continue
-                limiter.acquire()
-                futures[pool.submit(send, job)] = message_id
-                # Harvest what is done already so the wamids land quickly.
-                for future in [f for f in futures if f.done()]:
-                    outcome = future.result()
-                    done_id = futures.pop(future)
-                    results.append((done_id, outcome))
-                    self._write_success_now(done_id, outcome)
-                    if isinstance(outcome, (AuthenticationError, RateLimitError)) and (
-                        getattr(outcome, "code", None) != 131056
-                    ):
-                        stop.set()
-            for future in as_completed(list(futures)):
+        ) as pool:
+            futures = {pool.submit(send, job): message_id for message_id, job in jobs}
+            for future in as_completed(futures):
                 outcome = future.result()
-                done_id = futures.pop(future)
-                results.append((done_id, outcome))
-                self._write_success_now(done_id, outcome)
-        finally:
-            pool.shutdown(wait=True)
-            for item in clients:
-                item.close()
-        # The next batch may run in another worker with a fresh limiter: leave it
-        # a window without any send in it.
-        limiter.drain()
+                results.append((futures[future], outcome))
+                self._write_success_now(futures[future], outcome)
+        for item in clients:
+            item.close()
         return results
 
     @api.model
@@ -1078,6 +1093,8 @@ def _media_type(mimetype):
     return "document"
 
 
+# A send refused with 130429 is retried this many times inside its batch.
+RATE_LIMIT_RETRIES_IN_BATCH = 3
 _LIMITERS = {}
 _LIMITERS_LOCK = threading.Lock()
 

@@ -1,9 +1,12 @@
 import hashlib
 import hmac
 import logging
+import threading
 from datetime import timedelta
 
-from odoo import api, fields, models
+import psycopg2
+
+from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
@@ -100,6 +103,47 @@ class WhatsAppWebhookEvent(models.Model):
 
     # ------------------------------------------------------------------ processing
 
+    @api.model
+    def _trigger_processing(self):
+        self.env.ref("whatsapp_business.ir_cron_whatsapp_webhook_process")._trigger()
+
+    @api.model
+    def _cron_process_pending(self, limit=500):
+        """Process the inbox in arrival order, one committed event at a time."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            """
+            SELECT id FROM whatsapp_webhook_event
+            WHERE state = 'pending'
+            ORDER BY id
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED
+            """,
+            (limit,),
+        )
+        events = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
+        done = 0
+        for event in events:
+            try:
+                with self.env.cr.savepoint():
+                    event._process()
+            except psycopg2.errors.TransactionRollbackError:
+                # A send or another webhook wrote the same rows: the event stays
+                # pending and is processed again in a fresh transaction.
+                _logger.info("WhatsApp webhook event %s: conflict, retried", event.id)
+                _commit(self.env.cr)
+                self._trigger_processing()
+                continue
+            done += 1
+            _commit(self.env.cr)
+        self.flush_model()
+        self.env.cr.execute(
+            "SELECT COUNT(*) FROM whatsapp_webhook_event WHERE state = 'pending'"
+        )
+        remaining = self.env.cr.fetchone()[0]
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        return done
+
     def _process(self):
         """Process events item by item; one bad item never hides the others."""
         processor = self.env["whatsapp.webhook.processor"]
@@ -118,6 +162,8 @@ class WhatsAppWebhookEvent(models.Model):
                         outcome = processor._process_item(
                             event.account_id, item, routes
                         )
+                except psycopg2.errors.TransactionRollbackError:
+                    raise  # a concurrency conflict, not a bad item: retry the event
                 except Exception as exc:  # noqa: BLE001 - any item error is kept
                     _logger.exception(
                         "WhatsApp webhook event %s: an item (%s) failed",
@@ -267,6 +313,15 @@ class WhatsAppWebhookRejection(models.Model):
             "DELETE FROM whatsapp_webhook_rejection "
             "WHERE hour < (now() at time zone 'UTC') - interval '7 days'"
         )
+
+
+def _commit(cr):
+    """Commit each processed event in production; tests run in one transaction."""
+    testing = modules.module.current_test or getattr(
+        threading.current_thread(), "testing", False
+    )
+    if not testing:
+        cr.commit()  # pylint: disable=invalid-commit
 
 
 def secrets_match(secret_a, secret_b):

@@ -34,7 +34,10 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         if signature is not None:
             all_headers["X-Hub-Signature-256"] = signature
         all_headers.update(headers or {})
-        return self.url_open(url or self.url_a, data=raw, headers=all_headers)
+        response = self.url_open(url or self.url_a, data=raw, headers=all_headers)
+        # What the cron woken by the route does in a running server.
+        self.env["whatsapp.webhook.event"]._cron_process_pending()
+        return response
 
     def _events(self):
         return self.env["whatsapp.webhook.event"].sudo().search([])
@@ -538,6 +541,7 @@ class TestLogPrivacy(WhatsAppMixin, HttpCase):
                     "X-Hub-Signature-256": "sha256=" + "0" * 64,
                 },
             )
+            self.env["whatsapp.webhook.event"]._cron_process_pending()
             self.open_window(self.account_a, "+34611999888")
             self.env["whatsapp.message"]._queue_outbound(
                 self.account_a,

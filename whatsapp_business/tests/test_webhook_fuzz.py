@@ -184,6 +184,9 @@ class TestWebhookFuzz(WhatsAppMixin, HttpCase):
 
         random_bodies()
         mutated_bodies()
+        Event = self.env["whatsapp.webhook.event"]
+        while Event._cron_process_pending():
+            pass
         self._check_invariants()
         events = self.env["whatsapp.webhook.event"].sudo().search([])
         self.assertTrue(events)

@@ -192,20 +192,31 @@ class TestMessageQueue(WhatsAppCase):
             self.assertEqual(messages["invalid"].failure_code, 131026)
             self.assertEqual(messages["timeout"].state, "failed")
             self.assertEqual(messages["timeout"].failure_type, "network")
-            for key in ("transient", "throttled", "connect"):
+            # A refused send never went out: it is retried after a pause, in the batch.
+            self.assertEqual(messages["throttled"].state, "sent")
+            for key in ("transient", "connect"):
                 self.assertEqual(messages[key].state, "queued", key)
                 self.assertEqual(messages[key].retry_count, 1, key)
                 self.assertTrue(messages[key].next_attempt_date, key)
-            self.assertEqual(messages["throttled"].failure_type, "rate_limit")
-            retried = (
-                messages["transient"] | messages["throttled"] | messages["connect"]
-            )
+            retried = messages["transient"] | messages["connect"]
             self._due_now(retried)
             self._run_queue()
         for key in ("transient", "throttled", "connect"):
             self.assertEqual(messages[key].state, "sent", key)
         self.assertEqual(messages["invalid"].state, "failed")
         self.assertEqual(len(gateway.sent), 3)
+
+    def test_pair_rate_limit_delays_only_that_recipient(self):
+        self.open_window(self.account_a, PHONE_A)
+        message = self._queue_text()
+        errors = {"33612345678": [meta_error(400, 131056, "Pair rate limit hit")]}
+        with mock_gateway(errors=errors) as gateway:
+            self._run_queue()
+        self.assertEqual(message.state, "queued")
+        self.assertEqual(message.failure_type, "rate_limit")
+        delay = message.next_attempt_date - self.env.cr.now()
+        self.assertGreaterEqual(delay.total_seconds(), 5)
+        self.assertEqual(gateway.sent, [])
 
     def test_transient_gives_up_after_max_retries(self):
         self.open_window(self.account_a, PHONE_A)

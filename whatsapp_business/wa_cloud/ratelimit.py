@@ -1,4 +1,4 @@
-"""A sliding-window rate limiter that never lets more than N calls start in a window."""
+"""A rate limiter that never lets more than N calls start in any window."""
 
 import collections
 import threading
@@ -6,49 +6,60 @@ import time
 
 
 class SlidingWindowLimiter:
-    """At most `rate` acquisitions in any `window` seconds.
+    """At most `rate` starts in any `window` seconds, spaced evenly.
 
-    A token bucket lets a full bucket burst on top of the steady rate; a sliding
-    window does not, which is what "never more than N per second" asks for.
-    The margin absorbs clock and network jitter between us and Meta's counter.
+    A token bucket lets a full bucket burst on top of the steady rate; this does
+    not: starts are at least window/rate apart, and a sliding window over the
+    last `rate` starts guards the count. The margin absorbs clock and network
+    jitter between us and Meta's own counter.
     """
 
     def __init__(
-        self, rate, window=1.0, *, margin=0.01, clock=time.monotonic, sleep=time.sleep
+        self, rate, window=1.0, *, margin=0.02, clock=time.monotonic, sleep=time.sleep
     ):
         if rate < 1:
             raise ValueError("rate must be at least 1")
         self.rate = int(rate)
         self.window = float(window) + margin
+        self.interval = self.window / self.rate
         self._clock = clock
         self._sleep = sleep
         self._starts = collections.deque()
+        self._paused_until = float("-inf")
         self._lock = threading.Lock()
+
+    def _wait_locked(self, now):
+        while self._starts and now - self._starts[0] >= self.window:
+            self._starts.popleft()
+        waits = [self._paused_until - now]
+        if self._starts:
+            waits.append(self._starts[-1] + self.interval - now)
+        if len(self._starts) >= self.rate:
+            waits.append(self._starts[0] + self.window - now)
+        return max(max(waits), 0.0)
 
     def wait_time(self):
         """Seconds to wait before the next call may start (0 when it may now)."""
-        now = self._clock()
         with self._lock:
-            while self._starts and now - self._starts[0] >= self.window:
-                self._starts.popleft()
-            if len(self._starts) < self.rate:
-                return 0.0
-            return self.window - (now - self._starts[0])
+            return self._wait_locked(self._clock())
 
     def try_acquire(self):
         now = self._clock()
         with self._lock:
-            while self._starts and now - self._starts[0] >= self.window:
-                self._starts.popleft()
-            if len(self._starts) < self.rate:
-                self._starts.append(now)
-                return True
-            return False
+            if self._wait_locked(now) > 0:
+                return False
+            self._starts.append(now)
+            return True
 
     def acquire(self):
         """Block until a call may start, then count it."""
         while not self.try_acquire():
             self._sleep(max(self.wait_time(), 0.001))
+
+    def pause(self, seconds):
+        """No call starts for `seconds` (the remote side said we went too fast)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def drain(self):
         """Block until no call is left in the window (the next user starts clean)."""
