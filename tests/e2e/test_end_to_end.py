@@ -77,10 +77,12 @@ def send_requests(fake):
 def inbox_processed(whatsapp, timeout=30):
     """Webhooks are stored by the route, then processed by a cron woken at once."""
     return wait_for(
-        lambda: not whatsapp.rpc(
-            "whatsapp.webhook.event",
-            "search_count",
-            [("account_id", "=", whatsapp.account_id), ("state", "=", "pending")],
+        lambda: (
+            not whatsapp.rpc(
+                "whatsapp.webhook.event",
+                "search_count",
+                [("account_id", "=", whatsapp.account_id), ("state", "=", "pending")],
+            )
         ),
         timeout,
         message="the webhook inbox to be processed",
