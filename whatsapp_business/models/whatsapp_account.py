@@ -25,6 +25,9 @@ WEBHOOK_ROUTE = "/whatsapp/webhook/"
 
 
 _BOXES = {}
+# Decrypted secrets by ciphertext: the webhook route needs the app secret on every
+# call. A new ciphertext (new secret, rotated key) is simply another entry.
+_DECRYPTED = {}
 
 
 def get_secret_box():
@@ -304,8 +307,11 @@ class WhatsAppAccount(models.Model):
         ciphertext = self.sudo()[f"{fname}_encrypted"]
         if not ciphertext:
             return None
+        plaintext = _DECRYPTED.get(ciphertext)
+        if plaintext is not None:
+            return plaintext
         try:
-            return self._get_secret_box().decrypt(ciphertext)
+            plaintext = self._get_secret_box().decrypt(ciphertext)
         except UserError:
             raise
         except ConfigurationError as exc:
@@ -317,6 +323,10 @@ class WhatsAppAccount(models.Model):
                     account=self.display_name,
                 )
             ) from exc
+        if len(_DECRYPTED) > 256:
+            _DECRYPTED.clear()
+        _DECRYPTED[ciphertext] = plaintext
+        return plaintext
 
     def action_reveal_access_token(self):
         """The one deliberate way for a manager to read a stored token back."""
@@ -651,12 +661,22 @@ class WhatsAppAccount(models.Model):
 
     @api.model
     def _find_by_webhook_key(self, key):
+        """The account of a webhook URL, with what the route needs in one query."""
         if not key:
             return self.browse()
         return (
             self.sudo()
             .with_context(active_test=False)
-            .search([("webhook_key", "=", key)], limit=1)
+            .search_fetch(
+                [("webhook_key", "=", key)],
+                [
+                    "app_secret_encrypted",
+                    "verify_token",
+                    "last_webhook_date",
+                    "company_id",
+                ],
+                limit=1,
+            )
         )
 
 

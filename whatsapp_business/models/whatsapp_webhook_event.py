@@ -105,7 +105,22 @@ class WhatsAppWebhookEvent(models.Model):
 
     @api.model
     def _trigger_processing(self):
-        self.env.ref("whatsapp_business.ir_cron_whatsapp_webhook_process")._trigger()
+        """Wake the processing cron, unless it is due already.
+
+        A trigger costs a row and a NOTIFY on another connection, which would
+        double the cost of the route; one pending trigger is enough, as the cron
+        takes every pending event and runs again while some remain. In the rare
+        case where the cron ends between our check and our commit, its regular
+        one-minute run picks the event up: it is never lost, only later.
+        """
+        cron_id = self.env["ir.model.data"]._xmlid_to_res_id(
+            "whatsapp_business.ir_cron_whatsapp_webhook_process"
+        )
+        self.env.cr.execute(
+            "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s LIMIT 1", (cron_id,)
+        )
+        if not self.env.cr.fetchone():
+            self.env["ir.cron"].browse(cron_id)._trigger()
 
     @api.model
     def _cron_process_pending(self, limit=500):
@@ -141,6 +156,8 @@ class WhatsAppWebhookEvent(models.Model):
             "SELECT COUNT(*) FROM whatsapp_webhook_event WHERE state = 'pending'"
         )
         remaining = self.env.cr.fetchone()[0]
+        if remaining and not done:
+            self._trigger_processing()  # arrived during this run: go again
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         return done
 

@@ -9,7 +9,7 @@ class SlidingWindowLimiter:
     """At most `rate` starts in any `window` seconds, spaced evenly.
 
     A token bucket lets a full bucket burst on top of the steady rate; this does
-    not: starts are at least window/rate apart, and a sliding window over the
+    not: starts follow a grid of window/rate steps, and a sliding window over the
     last `rate` starts guards the count. The margin absorbs clock and network
     jitter between us and Meta's own counter.
     """
@@ -25,15 +25,14 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._sleep = sleep
         self._starts = collections.deque()
+        self._next_slot = float("-inf")
         self._paused_until = float("-inf")
         self._lock = threading.Lock()
 
     def _wait_locked(self, now):
         while self._starts and now - self._starts[0] >= self.window:
             self._starts.popleft()
-        waits = [self._paused_until - now]
-        if self._starts:
-            waits.append(self._starts[-1] + self.interval - now)
+        waits = [self._paused_until - now, self._next_slot - now]
         if len(self._starts) >= self.rate:
             waits.append(self._starts[0] + self.window - now)
         return max(max(waits), 0.0)
@@ -49,6 +48,12 @@ class SlidingWindowLimiter:
             if self._wait_locked(now) > 0:
                 return False
             self._starts.append(now)
+            # Slots sit on a grid: a late start (a busy machine) does not push every
+            # later one back, or the average rate would sag below `rate`. The
+            # sliding window above still caps any window at `rate` starts.
+            late = now - self._next_slot
+            base = self._next_slot if late < self.interval else now
+            self._next_slot = base + self.interval
             return True
 
     def acquire(self):
