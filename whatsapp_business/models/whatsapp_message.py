@@ -854,49 +854,63 @@ class WhatsAppMessage(models.Model):
             thread_name_prefix="whatsapp-send",
         ) as pool:
             futures = {pool.submit(send, job): message_id for message_id, job in jobs}
+            accepted = []
+            flushed_at = time.monotonic()
             for future in as_completed(futures):
                 outcome = future.result()
                 results.append((futures[future], outcome))
-                self._write_success_now(futures[future], outcome)
+                if isinstance(outcome, WhatsAppError) or outcome is None:
+                    continue
+                accepted.append((futures[future], outcome))
+                # Commit wamids within a tenth of a second, a few at a time: one
+                # commit per answer would steal the CPU the pacing needs.
+                if len(accepted) >= 20 or time.monotonic() - flushed_at > 0.1:
+                    self._write_success_now(accepted)
+                    accepted, flushed_at = [], time.monotonic()
+            self._write_success_now(accepted)
         for item in clients:
             item.close()
         return results
 
     @api.model
-    def _write_success_now(self, message_id, outcome):
-        """Commit a wamid as soon as it is known: a crash must not send it twice.
+    def _write_success_now(self, accepted):
+        """Commit wamids as soon as they are known: a crash must not send twice.
 
-        A status webhook may have beaten us to this row (it finds the message by
+        A status webhook may have beaten us to a row (it finds the message by
         biz_opaque_callback_data): the state only moves forward, never back to
         'sent' over 'delivered' or 'read'.
         """
-        if isinstance(outcome, WhatsAppError) or outcome is None:
+        if not accepted:
             return
-        params = {
-            "id": message_id,
-            "wamid": outcome.wamid,
-            "now": fields.Datetime.now(),
-            "payload": json.dumps(outcome.payload),
-        }
+        now = fields.Datetime.now()
+        rows = [
+            {
+                "id": message_id,
+                "wamid": outcome.wamid,
+                "now": now,
+                "payload": json.dumps(outcome.payload),
+            }
+            for message_id, outcome in accepted
+        ]
         if _testing():
             self.flush_model()
-            self._sql_record_sent(self.env.cr, params)
-            self.browse(message_id).invalidate_recordset()
+            self._sql_record_sent(self.env.cr, rows)
+            self.browse([row["id"] for row in rows]).invalidate_recordset()
             return
         for attempt in range(1, 6):
             try:
                 with self.env.registry.cursor() as cr:
-                    self._sql_record_sent(cr, params)
+                    self._sql_record_sent(cr, rows)
                 return
             except psycopg2.errors.SerializationFailure:
-                # A webhook wrote the row at the same moment; the write is idempotent.
+                # A webhook wrote a row at the same moment; the write is idempotent.
                 if attempt == 5:
                     raise
                 time.sleep(0.05 * attempt)
 
     @api.model
-    def _sql_record_sent(self, cr, params):
-        cr.execute(
+    def _sql_record_sent(self, cr, rows):
+        cr.executemany(
             """
             UPDATE whatsapp_message
                SET wamid = COALESCE(wamid, %(wamid)s),
@@ -908,7 +922,7 @@ class WhatsAppMessage(models.Model):
                    write_date = %(now)s
              WHERE id = %(id)s
             """,
-            params,
+            rows,
         )
 
     @api.model

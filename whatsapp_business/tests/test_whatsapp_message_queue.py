@@ -268,21 +268,27 @@ class TestMessageQueue(WhatsAppCase):
         self.assertEqual(gateway.sent, [])
 
     def test_wamid_written_before_batch_end(self):
-        """Each accepted send is written as soon as its answer arrives."""
-        self.open_window(self.account_a, PHONE_A)
-        message = self._queue_text()
+        """Accepted sends are written while the batch still runs, not after it."""
+        numbers = [f"+3360000{i:04d}" for i in range(45)]
+        for number in numbers:
+            self.open_window(self.account_a, number)
+        messages = self.env["whatsapp.message"]
+        for number in numbers:
+            messages |= self._queue_text(phone=number)
         written = []
         model = type(self.env["whatsapp.message"])
         original = model._write_success_now
 
-        def spy(records, message_id, outcome):
-            written.append(message_id)
-            return original(records, message_id, outcome)
+        def spy(records, accepted):
+            written.append([message_id for message_id, _outcome in accepted])
+            return original(records, accepted)
 
         with mock_gateway(), patch.object(model, "_write_success_now", spy):
             self._run_queue()
-        self.assertEqual(written, [message.id])
-        self.assertEqual(message.state, "sent")
+        flushed = [ids for ids in written if ids]
+        self.assertGreater(len(flushed), 1)  # several commits, not one at the end
+        self.assertEqual(sorted(sum(flushed, [])), sorted(messages.ids))
+        self.assertEqual(set(messages.mapped("state")), {"sent"})
 
     def test_manager_cancel_and_retry(self):
         self.open_window(self.account_a, PHONE_A)

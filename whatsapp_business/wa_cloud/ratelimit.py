@@ -15,7 +15,7 @@ class SlidingWindowLimiter:
     """
 
     def __init__(
-        self, rate, window=1.0, *, margin=0.02, clock=time.monotonic, sleep=time.sleep
+        self, rate, window=1.0, *, margin=0.03, clock=time.monotonic, sleep=time.sleep
     ):
         if rate < 1:
             raise ValueError("rate must be at least 1")
