@@ -840,7 +840,8 @@ class WhatsAppMessage(models.Model):
                     # is over Meta's rate right now, so every worker pauses.
                     if error.code == 131056 or attempt > RATE_LIMIT_RETRIES_IN_BATCH:
                         return error
-                    limiter.pause(min(error.retry_after or 1.0, 60.0))
+                    backoff = error.retry_after or 0.25 * 2 ** (attempt - 1)
+                    limiter.pause(min(backoff, 60.0))
                 except AuthenticationError as error:
                     stop.set()  # every other send would fail the same way
                     return error
@@ -848,28 +849,33 @@ class WhatsAppMessage(models.Model):
                     return error
             return None
 
-        results = []
         with ThreadPoolExecutor(
             max_workers=max(account.max_concurrency, 1),
             thread_name_prefix="whatsapp-send",
         ) as pool:
             futures = {pool.submit(send, job): message_id for message_id, job in jobs}
-            accepted = []
-            flushed_at = time.monotonic()
-            for future in as_completed(futures):
-                outcome = future.result()
-                results.append((futures[future], outcome))
-                if isinstance(outcome, WhatsAppError) or outcome is None:
-                    continue
-                accepted.append((futures[future], outcome))
-                # Commit wamids within a tenth of a second, a few at a time: one
-                # commit per answer would steal the CPU the pacing needs.
-                if len(accepted) >= 20 or time.monotonic() - flushed_at > 0.1:
-                    self._write_success_now(accepted)
-                    accepted, flushed_at = [], time.monotonic()
-            self._write_success_now(accepted)
+            results = self._collect_results(futures)
         for item in clients:
             item.close()
+        return results
+
+    @api.model
+    def _collect_results(self, futures):
+        """Gather the outcomes as they come, committing accepted wamids on the way."""
+        results, accepted = [], []
+        flushed_at = time.monotonic()
+        for future in as_completed(futures):
+            outcome = future.result()
+            results.append((futures[future], outcome))
+            if isinstance(outcome, WhatsAppError) or outcome is None:
+                continue
+            accepted.append((futures[future], outcome))
+            # Within a tenth of a second, a few at a time: one commit per answer
+            # would steal the CPU that the pacing needs.
+            if len(accepted) >= 20 or time.monotonic() - flushed_at > 0.1:
+                self._write_success_now(accepted)
+                accepted, flushed_at = [], time.monotonic()
+        self._write_success_now(accepted)
         return results
 
     @api.model
