@@ -605,11 +605,12 @@ def table(runs):
         TARGETS["send_ratio"],
         "{:.3f}",
     )
+    # Informational: even a perfect 80/s sender scores 640 / (7.99 + 1) / 80 = 0.89
+    # here, so no target applies to this row.
     add(
         "c. ratio of 80/s, N / (span + 1 s window)",
         lambda r: r["send"]["windowed_ratio"],
-        TARGETS["send_ratio"],
-        "{:.3f}",
+        fmt="{:.3f}",
     )
     add(
         "c. refused by fake (130429) / max in 1 s",
