@@ -38,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ADDON = "whatsapp_business"
+# Installed beside the addon in the test databases: the automation-rule test needs
+# base_automation, which the addon works with but does not depend on.
+TEST_MODULES = f"{ADDON},base_automation"
 PURE_TESTS = "tests"
 E2E_TESTS = os.path.join("tests", "e2e")
 PYTHON = sys.executable
@@ -399,7 +402,7 @@ def odoo_runner(totals, odoo_env, db):
         db,
         [
             "-i",
-            ADDON,
+            TEST_MODULES,
             "--test-enable",
             "--test-tags",
             f"/{ADDON}",
@@ -476,7 +479,7 @@ def odoo_phases(totals, args, probe, db_args):
             db,
             [
                 "-i",
-                ADDON,
+                TEST_MODULES,
                 "--stop-after-init",
                 "--without-demo=all",
             ],
