@@ -56,10 +56,10 @@ from odoo_server import (  # noqa: E402
 
 RATE_LIMIT = 80
 SEND_COUNT = 640  # 8 s of sending at 80/s
-STATUS_MESSAGES = 4000  # outbound messages the status webhooks refer to
-SINGLE_SECONDS = 6.0  # duration of each single-event run
+STATUS_MESSAGES = 2000  # outbound messages the status webhooks refer to
+SINGLE_SECONDS = 4.0  # duration of each single-event run
 BATCH_SIZE = 50
-BATCH_SECONDS = 5.0
+BATCH_SECONDS = 3.0
 CONCURRENT_CLIENTS = 4
 BIG_BODY = 1024 * 1024
 TARGETS = {
