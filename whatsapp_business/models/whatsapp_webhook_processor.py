@@ -12,13 +12,10 @@ from .whatsapp_webhook_event import secrets_match
 
 _logger = logging.getLogger(__name__)
 
-INBOUND_TYPES = {
+# Meta's inbound types that have a type of their own in the message log; any other
+# (unsupported, request_welcome, edit...) is logged as "unsupported".
+INBOUND_TYPES = wa_events.MEDIA_TYPES | {
     "text",
-    "image",
-    "document",
-    "audio",
-    "video",
-    "sticker",
     "location",
     "contacts",
     "interactive",
@@ -27,7 +24,6 @@ INBOUND_TYPES = {
     "order",
     "system",
 }
-MEDIA_TYPES = {"image", "document", "audio", "video", "sticker"}
 
 
 class WhatsAppWebhookProcessor(models.AbstractModel):
@@ -145,7 +141,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             "author_id": False,
             "queued_date": False,
         }
-        if media and media.id and message_type in MEDIA_TYPES:
+        if media and media.id and message_type in wa_events.MEDIA_TYPES:
             vals.update(
                 media_id=media.id,
                 media_mime_type=media.mime_type or False,
