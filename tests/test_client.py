@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from fake_time import FakeTime
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 import wa_cloud.payloads as payloads
@@ -67,19 +68,6 @@ def connect_refused(url=MESSAGES_URL):
     """What requests raises when the TCP connection cannot even be opened."""
     reason = NewConnectionError(None, "Failed to establish a new connection: refused")
     return requests.exceptions.ConnectionError(MaxRetryError(None, url, reason))
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self):
-        return self.now
 
 
 @pytest.fixture

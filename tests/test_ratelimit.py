@@ -1,17 +1,7 @@
 import pytest
+from fake_time import FakeTime
 
 from wa_cloud.ratelimit import SlidingWindowLimiter
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def limiter(rate, clock, margin=0.0):
@@ -19,7 +9,7 @@ def limiter(rate, clock, margin=0.0):
 
 
 def test_never_more_than_rate_in_any_window():
-    clock = FakeClock()
+    clock = FakeTime(100.0)
     pacer = limiter(5, clock, margin=0.02)
     starts = []
     for _ in range(23):
@@ -30,7 +20,7 @@ def test_never_more_than_rate_in_any_window():
 
 
 def test_starts_are_evenly_spaced_at_full_rate():
-    clock = FakeClock()
+    clock = FakeTime(100.0)
     pacer = limiter(10, clock)
     starts = []
     for _ in range(30):
@@ -43,7 +33,7 @@ def test_starts_are_evenly_spaced_at_full_rate():
 
 
 def test_try_acquire_and_wait_time():
-    clock = FakeClock()
+    clock = FakeTime(100.0)
     pacer = limiter(2, clock)
     assert pacer.try_acquire()
     assert not pacer.try_acquire()
@@ -54,7 +44,7 @@ def test_try_acquire_and_wait_time():
 
 
 def test_pause_holds_every_caller():
-    clock = FakeClock()
+    clock = FakeTime(100.0)
     pacer = limiter(100, clock)
     pacer.acquire()
     pacer.pause(2.0)
@@ -64,7 +54,7 @@ def test_pause_holds_every_caller():
 
 
 def test_drain_leaves_an_empty_window():
-    clock = FakeClock()
+    clock = FakeTime(100.0)
     pacer = limiter(3, clock)
     pacer.acquire()
     clock.now += 0.4
@@ -79,7 +69,7 @@ def test_rate_must_be_positive():
 
 
 def test_late_starts_do_not_lower_the_average_rate():
-    clock = FakeClock()
+    clock = FakeTime(100.0)
     pacer = limiter(10, clock)
     starts = []
     for i in range(20):

@@ -3,6 +3,7 @@
 import random
 
 import pytest
+from fake_time import FakeTime
 
 from wa_cloud.errors import (
     AuthenticationError,
@@ -16,21 +17,6 @@ from wa_cloud.errors import (
     WhatsAppError,
 )
 from wa_cloud.retry import NO_RETRY, RetryPolicy, equal_jitter
-
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self):
-        return self.now
 
 
 def no_jitter(delay):
@@ -68,12 +54,12 @@ def test_defaults_match_the_contract():
 
 
 def test_exponential_growth_without_jitter():
-    policy = make_policy(FakeTime(), base_delay=0.5, max_delay=100.0)
+    policy = make_policy(FakeTime(1000.0), base_delay=0.5, max_delay=100.0)
     assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 8.0]
 
 
 def test_backoff_is_capped_at_max_delay():
-    policy = make_policy(FakeTime(), base_delay=1.0, max_delay=5.0)
+    policy = make_policy(FakeTime(1000.0), base_delay=1.0, max_delay=5.0)
     assert [policy.delay(n) for n in (1, 2, 3, 4, 10, 60)] == [1, 2, 4, 5, 5, 5]
 
 
@@ -84,15 +70,17 @@ def test_jitter_function_is_applied_and_pinned():
         seen.append(delay)
         return delay / 2
 
-    policy = make_policy(FakeTime(), base_delay=2.0, jitter=half)
+    policy = make_policy(FakeTime(1000.0), base_delay=2.0, jitter=half)
     assert policy.delay(3) == 4.0
     assert seen == [8.0]
 
 
 def test_jitter_cannot_exceed_cap_or_go_negative():
-    policy = make_policy(FakeTime(), base_delay=1.0, max_delay=3.0, jitter=lambda d: 99)
+    policy = make_policy(
+        FakeTime(1000.0), base_delay=1.0, max_delay=3.0, jitter=lambda d: 99
+    )
     assert policy.delay(5) == 3.0
-    policy = make_policy(FakeTime(), jitter=lambda d: -4)
+    policy = make_policy(FakeTime(1000.0), jitter=lambda d: -4)
     assert policy.delay(1) == 0.0
 
 
@@ -104,23 +92,23 @@ def test_default_jitter_stays_within_half_and_full_delay():
 
 
 def test_retry_after_is_honoured_when_longer_than_backoff():
-    policy = make_policy(FakeTime(), base_delay=0.5)
+    policy = make_policy(FakeTime(1000.0), base_delay=0.5)
     error = RateLimitError(retry_after=7.0)
     assert policy.delay(1, error) == 7.0
 
 
 def test_retry_after_never_shortens_the_backoff():
-    policy = make_policy(FakeTime(), base_delay=4.0)
+    policy = make_policy(FakeTime(1000.0), base_delay=4.0)
     assert policy.delay(2, RateLimitError(retry_after=1.0)) == 8.0
 
 
 def test_retry_after_is_capped():
-    policy = make_policy(FakeTime(), max_retry_after=60.0)
+    policy = make_policy(FakeTime(1000.0), max_retry_after=60.0)
     assert policy.delay(1, RateLimitError(retry_after=3600.0)) == 60.0
 
 
 def test_attempts_are_bounded():
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     policy = make_policy(fake, max_attempts=3, base_delay=1.0)
     func = failing([ServerError(http_status=503)] * 10)
     with pytest.raises(ServerError):
@@ -130,7 +118,7 @@ def test_attempts_are_bounded():
 
 
 def test_succeeds_after_transient_errors():
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     policy = make_policy(fake, base_delay=0.5)
     func = failing([ServerError(), ReadTimeoutError()], result={"id": "1"})
     assert policy.run(func) == {"id": "1"}
@@ -148,7 +136,7 @@ def test_succeeds_after_transient_errors():
     ],
 )
 def test_permanent_errors_are_not_retried(error):
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     func = failing([error])
     with pytest.raises(type(error)):
         make_policy(fake).run(func)
@@ -168,7 +156,7 @@ def test_permanent_errors_are_not_retried(error):
     ],
 )
 def test_send_rules(error, expected):
-    policy = make_policy(FakeTime())
+    policy = make_policy(FakeTime(1000.0))
     assert policy.should_retry(error, 1, is_send=True) is expected
 
 
@@ -184,12 +172,12 @@ def test_send_rules(error, expected):
     ],
 )
 def test_non_send_rules_follow_retryable(error, expected):
-    policy = make_policy(FakeTime())
+    policy = make_policy(FakeTime(1000.0))
     assert policy.should_retry(error, 1, is_send=False) is expected
 
 
 def test_send_is_not_retried_after_read_timeout():
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     func = failing([ReadTimeoutError("ReadTimeout")])
     with pytest.raises(ReadTimeoutError):
         make_policy(fake).run(func, is_send=True)
@@ -197,7 +185,7 @@ def test_send_is_not_retried_after_read_timeout():
 
 
 def test_send_is_retried_after_connect_error_and_rate_limit():
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     func = failing([ConnectError(), RateLimitError(code=130429, retry_after=2.0)])
     assert make_policy(fake, base_delay=0.5).run(func, is_send=True) == "ok"
     assert len(func.calls) == 3
@@ -205,7 +193,7 @@ def test_send_is_retried_after_connect_error_and_rate_limit():
 
 
 def test_only_whatsapp_errors_are_retried():
-    policy = make_policy(FakeTime())
+    policy = make_policy(FakeTime(1000.0))
     assert policy.should_retry(ValueError("bad"), 1, False) is False
     func = failing([KeyError("boom")])
     with pytest.raises(KeyError):
@@ -214,13 +202,13 @@ def test_only_whatsapp_errors_are_retried():
 
 
 def test_should_retry_respects_attempt_count():
-    policy = make_policy(FakeTime(), max_attempts=2)
+    policy = make_policy(FakeTime(1000.0), max_attempts=2)
     assert policy.should_retry(ServerError(), 1, False) is True
     assert policy.should_retry(ServerError(), 2, False) is False
 
 
 def test_on_retry_hook_sees_attempt_and_delay():
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     seen = []
     func = failing([ServerError(), ServerError()])
     make_policy(fake, base_delay=1.0).run(
@@ -230,7 +218,7 @@ def test_on_retry_hook_sees_attempt_and_delay():
 
 
 def test_max_elapsed_uses_the_injected_clock():
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     policy = make_policy(fake, max_attempts=10, base_delay=4.0, max_elapsed=10.0)
     func = failing([ServerError()] * 10)
     with pytest.raises(ServerError):
@@ -242,7 +230,7 @@ def test_max_elapsed_uses_the_injected_clock():
 
 def test_unknown_transient_error_retried_only_for_reads():
     error = WhatsAppError("odd", code=987654, is_transient=True, retryable=True)
-    policy = make_policy(FakeTime())
+    policy = make_policy(FakeTime(1000.0))
     assert policy.should_retry(error, 1, is_send=False) is True
     assert policy.should_retry(error, 1, is_send=True) is False
 
