@@ -1,16 +1,16 @@
 import hashlib
 import hmac
 import logging
-import threading
 from datetime import timedelta
 
 import psycopg2
 
-from odoo import api, fields, models, modules
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from ..wa_cloud import events as wa_events
+from .whatsapp_message import _commit
 
 _logger = logging.getLogger(__name__)
 
@@ -330,15 +330,6 @@ class WhatsAppWebhookRejection(models.Model):
             "DELETE FROM whatsapp_webhook_rejection "
             "WHERE hour < (now() at time zone 'UTC') - interval '7 days'"
         )
-
-
-def _commit(cr):
-    """Commit each processed event in production; tests run in one transaction."""
-    testing = modules.module.current_test or getattr(
-        threading.current_thread(), "testing", False
-    )
-    if not testing:
-        cr.commit()  # pylint: disable=invalid-commit
 
 
 def secrets_match(secret_a, secret_b):
