@@ -187,3 +187,16 @@ def test_from_config_builds_a_working_box():
     assert box.decrypt(token) == SECRET
     with pytest.raises(EncryptionKeyMissingError):
         SecretBox.from_config("", {})
+
+
+def test_fingerprint_tells_key_sets_apart_without_revealing_them():
+    first, second = generate_key(), generate_key()
+    box = SecretBox([first])
+    assert box.fingerprint == SecretBox(first).fingerprint
+    assert box.fingerprint != SecretBox([second]).fingerprint
+    # Adding or reordering keys is another set: caches keyed by it start afresh.
+    assert SecretBox([second, first]).fingerprint != box.fingerprint
+    assert (
+        SecretBox([first, second]).fingerprint != SecretBox([second, first]).fingerprint
+    )
+    assert first not in box.fingerprint and box.fingerprint not in first

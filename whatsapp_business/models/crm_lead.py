@@ -5,7 +5,9 @@ class CrmLead(models.Model):
     _inherit = "crm.lead"
 
     whatsapp_message_count = fields.Integer(
-        string="WhatsApp Messages", compute="_compute_whatsapp_message_count"
+        string="WhatsApp Messages",
+        compute="_compute_whatsapp_message_count",
+        groups="whatsapp_business.group_whatsapp_user",
     )
 
     def _compute_whatsapp_message_count(self):
@@ -21,6 +23,7 @@ class CrmLead(models.Model):
 
     def action_open_whatsapp_messages(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "whatsapp_business.whatsapp_message_action"
         )

@@ -5,8 +5,12 @@ class ResCompany(models.Model):
     _inherit = "res.company"
 
     whatsapp_enabled = fields.Boolean(string="WhatsApp")
+    # Users outside the WhatsApp groups read companies too (every form shows one).
     whatsapp_account_ids = fields.One2many(
-        "whatsapp.account", "company_id", string="WhatsApp Accounts"
+        "whatsapp.account",
+        "company_id",
+        string="WhatsApp Accounts",
+        groups="whatsapp_business.group_whatsapp_user",
     )
 
     def _get_whatsapp_account(self):

@@ -13,10 +13,12 @@ class ResPartner(models.Model):
         groups="base.group_user",
         help="Business-scoped user id of a customer who hides their number.",
     )
+    # Counted from whatsapp.message, which users outside the WhatsApp groups (an
+    # accountant, an integration user) may not read: they do not get the field.
     whatsapp_message_count = fields.Integer(
         string="WhatsApp Messages",
         compute="_compute_whatsapp_message_count",
-        groups="base.group_user",
+        groups="whatsapp_business.group_whatsapp_user",
     )
 
     def _compute_whatsapp_message_count(self):
@@ -30,6 +32,7 @@ class ResPartner(models.Model):
 
     def action_open_whatsapp_messages(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "whatsapp_business.whatsapp_message_action"
         )

@@ -16,18 +16,24 @@ from ..wa_cloud.errors import (
     AuthenticationError,
     WhatsAppError,
 )
+from ..wa_cloud.urls import UnsafeUrlError, validate_base_url
 
 _logger = logging.getLogger(__name__)
 
 SECRET_FIELDS = ("access_token", "app_secret")
 MANAGER_GROUP = "whatsapp_business.group_whatsapp_manager"
+# Where the token is sent: only system administrators may change it.
+SYSTEM_FIELDS = ("base_url", "api_version")
 WEBHOOK_ROUTE = "/whatsapp/webhook/"
 
 
 _BOXES = {}
-# Decrypted secrets by ciphertext: the webhook route needs the app secret on every
-# call. A new ciphertext (new secret, rotated key) is simply another entry.
+# Decrypted secrets by (key fingerprint, ciphertext): the webhook route needs the
+# app secret on every call. A new secret is a new ciphertext, and a changed key
+# set a new fingerprint, so a stale plaintext is never served; each worker reads
+# the keys of its own configuration at every call.
 _DECRYPTED = {}
+_DECRYPTED_MAX = 256
 
 
 def get_secret_box():
@@ -40,9 +46,17 @@ def get_secret_box():
     if box is None:
         box = SecretBox(list(keys))
         box.encrypt("")  # a malformed key fails here, before anything is written
-        _BOXES.clear()  # only the current keys are worth keeping
+        # Only the current keys are worth keeping, and plaintexts decrypted with
+        # the previous ones must not outlive them.
+        _BOXES.clear()
+        _DECRYPTED.clear()
         _BOXES[keys] = box
     return box
+
+
+def forget_decrypted(ciphertexts):
+    for key in [key for key in _DECRYPTED if key[1] in ciphertexts]:
+        _DECRYPTED.pop(key, None)
 
 
 def _new_token(_records=None):
@@ -53,7 +67,7 @@ def _new_token(_records=None):
 class WhatsAppAccount(models.Model):
     _name = "whatsapp.account"
     _description = "WhatsApp Business Account"
-    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "whatsapp.tenant.mixin"]
     _order = "sequence, id"
     _check_company_auto = True
 
@@ -278,7 +292,10 @@ class WhatsAppAccount(models.Model):
             if not value:
                 # An empty input means "keep the current secret" (write-only field).
                 continue
+            previous = account.sudo()[f"{fname}_encrypted"]
             account.sudo()[f"{fname}_encrypted"] = box.encrypt(value.strip())
+            if previous:
+                forget_decrypted({previous})
         if fname == "access_token":
             self.filtered(lambda a: a.state == "token_invalid").sudo().write(
                 {"state": "not_configured", "last_error": False}
@@ -307,13 +324,13 @@ class WhatsAppAccount(models.Model):
         ciphertext = self.sudo()[f"{fname}_encrypted"]
         if not ciphertext:
             return None
-        plaintext = _DECRYPTED.get(ciphertext)
+        box = self._get_secret_box()
+        cache_key = (box.fingerprint, ciphertext)
+        plaintext = _DECRYPTED.get(cache_key)
         if plaintext is not None:
             return plaintext
         try:
-            plaintext = self._get_secret_box().decrypt(ciphertext)
-        except UserError:
-            raise
+            plaintext = box.decrypt(ciphertext)
         except ConfigurationError as exc:
             raise UserError(
                 self.env._(
@@ -323,16 +340,19 @@ class WhatsAppAccount(models.Model):
                     account=self.display_name,
                 )
             ) from exc
-        if len(_DECRYPTED) > 256:
+        if len(_DECRYPTED) >= _DECRYPTED_MAX:
             _DECRYPTED.clear()
-        _DECRYPTED[ciphertext] = plaintext
+        _DECRYPTED[cache_key] = plaintext
         return plaintext
 
     def action_reveal_access_token(self):
-        """The one deliberate way for a manager to read a stored token back."""
+        """The one deliberate way to read a stored token back: system administrators
+        only, and the chatter keeps a trace of who did it."""
         self.ensure_one()
-        if not self.env.user.has_group(MANAGER_GROUP):
-            raise AccessError(self.env._("Only WhatsApp managers can reveal a token."))
+        if not self.env.is_superuser() and not self.env.user._is_system():
+            raise AccessError(
+                self.env._("Only system administrators can reveal an access token.")
+            )
         self.check_access("write")
         token = self._get_secret("access_token")
         self.message_post(
@@ -342,45 +362,75 @@ class WhatsAppAccount(models.Model):
 
     @api.model
     def _rotate_encryption_key(self):
-        """Re-encrypt every stored secret with the first configured key.
+        """Re-encrypt the stored secrets with the first configured key.
 
         Run it after putting the new key first in whatsapp_encryption_key (the old
         key stays after a comma until this has run), e.g. from `odoo shell`:
         env["whatsapp.account"]._rotate_encryption_key(); env.cr.commit()
+        As the superuser it covers every account of the database; a WhatsApp
+        manager covers the accounts (archived ones included) of the companies they
+        are working in, and never searches or names another company's accounts.
+        Returns the number of accounts re-encrypted.
         """
+        return len(self._rotate_encryption_key_in_scope()[0])
+
+    @api.model
+    def _rotate_encryption_key_in_scope(self):
+        """(re-encrypted accounts, accounts no configured key can decrypt)."""
         if not self.env.is_superuser() and not self.env.user.has_group(MANAGER_GROUP):
             raise AccessError(self.env._("Only WhatsApp managers can rotate the key."))
         box = self._get_secret_box()
-        accounts = self.sudo().with_context(active_test=False).search([])
-        rotated = 0
+        accounts = self.sudo().with_context(active_test=False)
+        if self.env.is_superuser():
+            accounts = accounts.search([])
+        else:
+            accounts = accounts.search([("company_id", "in", self.env.companies.ids)])
+        rotated = undecryptable = self.browse()
         for account in accounts:
             vals = {}
-            for fname in SECRET_FIELDS:
-                ciphertext = account[f"{fname}_encrypted"]
-                if ciphertext:
-                    try:
+            try:
+                for fname in SECRET_FIELDS:
+                    ciphertext = account[f"{fname}_encrypted"]
+                    if ciphertext:
                         vals[f"{fname}_encrypted"] = box.rotate(ciphertext)
-                    except ConfigurationError as exc:
-                        raise UserError(
-                            self.env._(
-                                "A secret of %(account)s cannot be decrypted with any "
-                                "configured key.",
-                                account=account.display_name,
-                            )
-                        ) from exc
+            except ConfigurationError:
+                # Keep the others going: one bad account must not block a rotation.
+                undecryptable |= account
+                continue
             if vals:
                 account.write(vals)
-                rotated += 1
-        _logger.info("Re-encrypted the secrets of %d WhatsApp account(s)", rotated)
-        return rotated
-
-    def action_rotate_encryption_key(self):
-        count = self._rotate_encryption_key()
-        return self._notify(
-            self.env._(
-                "Secrets of %s account(s) re-encrypted with the current key.", count
-            )
+                rotated |= account
+        _logger.info(
+            "Re-encrypted the secrets of %d WhatsApp account(s); %d could not be "
+            "decrypted with any configured key",
+            len(rotated),
+            len(undecryptable),
         )
+        return rotated, undecryptable
+
+    @api.model
+    def action_rotate_encryption_key(self):
+        rotated, undecryptable = self._rotate_encryption_key_in_scope()
+        if self.env.is_superuser():
+            scope = self.env._("all companies")
+        else:
+            scope = ", ".join(self.env.companies.mapped("name"))
+        message = self.env._(
+            "Secrets of %(count)s account(s) re-encrypted with the current key "
+            "(companies: %(companies)s). Accounts of other companies are rotated by "
+            "their own managers.",
+            count=len(rotated),
+            companies=scope,
+        )
+        if undecryptable:
+            message += " " + self.env._(
+                "These accounts could not be decrypted with any configured key and "
+                "were left unchanged: %s. Add their previous key after a comma in "
+                "'whatsapp_encryption_key', or enter their secrets again.",
+                ", ".join(undecryptable.mapped("display_name")),
+            )
+            return self._notify(message, "warning")
+        return self._notify(message, "success")
 
     # ------------------------------------------------------------------ crud
 
@@ -388,7 +438,8 @@ class WhatsAppAccount(models.Model):
         """Refuse a number already served by an active account, with a clear message.
 
         The partial unique index guarantees it; this check runs first so the
-        admin reads a sentence instead of a database error.
+        admin reads a sentence instead of a database error. It names the other
+        account only when the user may see it: never another agency's.
         """
         duplicate = (
             self.sudo()
@@ -401,7 +452,9 @@ class WhatsAppAccount(models.Model):
                 limit=1,
             )
         )
-        if duplicate:
+        if not duplicate:
+            return
+        if duplicate.company_id in self.env.user.company_ids or self.env.su:
             raise ValidationError(
                 self.env._(
                     "The phone number id %(number)s is already used by the active "
@@ -412,6 +465,46 @@ class WhatsAppAccount(models.Model):
                     company=duplicate.company_id.name,
                 )
             )
+        raise ValidationError(
+            self.env._(
+                "The phone number id %s is already used by an active WhatsApp "
+                "account of another company in this database. A number can be "
+                "connected to one company at a time.",
+                phone_number_id,
+            )
+        )
+
+    def _check_system_fields(self, vals):
+        """Only system administrators decide where the access token is sent."""
+        if self.env.su or self.env.user._is_system():
+            return
+        for fname in SYSTEM_FIELDS:
+            if fname not in vals:
+                continue
+            current = (
+                self.mapped(fname) if self else [self._fields[fname].default(self)]
+            )
+            if any((vals[fname] or "").strip() != (value or "") for value in current):
+                raise AccessError(
+                    self.env._(
+                        "Only system administrators can change the Graph API URL or "
+                        "version: they decide where the access token is sent."
+                    )
+                )
+
+    @api.constrains("base_url")
+    def _check_base_url(self):
+        for account in self:
+            try:
+                validate_base_url(account.base_url)
+            except UnsafeUrlError as exc:
+                raise ValidationError(
+                    self.env._(
+                        "The Graph API URL %(url)s is refused: %(reason)s.",
+                        url=account.base_url,
+                        reason=exc,
+                    )
+                ) from exc
 
     @api.constrains("api_version")
     def _check_api_version(self):
@@ -435,6 +528,7 @@ class WhatsAppAccount(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            self.browse()._check_system_fields(vals)
             for fname in ("phone_number_id", "waba_id", "app_id"):
                 if vals.get(fname):
                     vals[fname] = vals[fname].strip()
@@ -448,6 +542,7 @@ class WhatsAppAccount(models.Model):
         return accounts
 
     def write(self, vals):
+        self._check_system_fields(vals)
         for fname in ("phone_number_id", "waba_id", "app_id"):
             if vals.get(fname):
                 vals[fname] = vals[fname].strip()

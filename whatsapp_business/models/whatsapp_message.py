@@ -24,6 +24,7 @@ from ..wa_cloud.errors import (
 )
 from ..wa_cloud.ratelimit import SlidingWindowLimiter
 from ..wa_cloud.retry import RetryPolicy
+from ..wa_cloud.urls import UnsafeUrlError
 
 _logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ RECIPIENT_INVALID_CODES = {131026, 131021, 131030}
 
 class WhatsAppMessage(models.Model):
     _name = "whatsapp.message"
+    _inherit = ["whatsapp.tenant.mixin"]
     _description = "WhatsApp Message"
     _order = "id desc"
     _rec_name = "display_label"
@@ -167,6 +169,15 @@ class WhatsAppMessage(models.Model):
     res_id = fields.Many2oneReference(
         string="Document ID", model_field="res_model", readonly=True, index=True
     )
+    # The lead the message belongs to: record rules give salespeople the messages
+    # of the leads they can read.
+    lead_id = fields.Many2one(
+        "crm.lead",
+        compute="_compute_lead_id",
+        store=True,
+        index="btree_not_null",
+        ondelete="set null",
+    )
     author_id = fields.Many2one(
         "res.users", string="Sent By", readonly=True, default=lambda self: self.env.user
     )
@@ -226,6 +237,11 @@ class WhatsAppMessage(models.Model):
             WHERE state = 'queued'
             """
         )
+
+    @api.depends("res_model", "res_id")
+    def _compute_lead_id(self):
+        for message in self:
+            message.lead_id = message.res_model == "crm.lead" and message.res_id
 
     @api.depends("direction", "phone", "wa_user_id", "message_type")
     def _compute_display_label(self):
@@ -1042,10 +1058,11 @@ class WhatsAppMessage(models.Model):
             with self.account_id._get_client() as client:
                 info = client.get_media_url(self.media_id)
                 content = client.download_media(info.url)
-        except (WhatsAppError, UserError) as error:
+        except (WhatsAppError, UserError, UnsafeUrlError) as error:
             attempts = self.media_attempts + 1
             vals = {"media_attempts": attempts}
-            if attempts >= MEDIA_MAX_ATTEMPTS:
+            # A host that may not receive the token will not become one later.
+            if attempts >= MEDIA_MAX_ATTEMPTS or isinstance(error, UnsafeUrlError):
                 vals.update(media_state="failed", next_attempt_date=False)
             else:
                 vals["next_attempt_date"] = fields.Datetime.now() + timedelta(

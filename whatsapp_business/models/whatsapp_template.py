@@ -215,6 +215,7 @@ def _substitute(text, values):
 
 class WhatsAppTemplate(models.Model):
     _name = "whatsapp.template"
+    _inherit = ["whatsapp.tenant.mixin"]
     _description = "WhatsApp Message Template"
     _order = "account_id, name, language, id"
     _check_company_auto = True
@@ -897,6 +898,7 @@ def _var_label(var, labels):
 
 class WhatsAppTemplateVariable(models.Model):
     _name = "whatsapp.template.variable"
+    _inherit = ["whatsapp.tenant.mixin"]
     _description = "WhatsApp Template Variable"
     _order = "template_id, sequence, id"
 

@@ -23,6 +23,7 @@ class WhatsAppWebhookEvent(models.Model):
     """The inbox: every verified webhook body, stored before Meta gets its 200."""
 
     _name = "whatsapp.webhook.event"
+    _inherit = ["whatsapp.tenant.mixin"]
     _description = "WhatsApp Webhook Event"
     _order = "id desc"
     _rec_name = "id"

@@ -318,12 +318,13 @@ class TestWhatsAppComposer(TemplateCase):
         self.assertNotIn(self.account_b, accounts)
         template_b = self.create_template(ORDER_UPDATE, account=self.account_b)
         self.open_window(self.account_b, PHONE_A)
-        composer = self.composer(self.lead_a, account_id=self.account_b.id, body="Hi")
-        composer.mode = "text"
+        # The wizard cannot even be opened on another company's account.
         with self.assertRaises(AccessError):
-            composer.action_send()
-        composer = self.composer(self.lead_a, account_id=self.account_b.id)
-        composer.write({"mode": "template", "template_id": template_b.id})
+            self.composer(self.lead_a, account_id=self.account_b.id, body="Hi")
+        composer = self.composer(self.lead_a, body="Hi")
+        with self.assertRaises(AccessError):
+            composer.write({"account_id": self.account_b.id})
         with self.assertRaises(UserError):  # AccessError is a UserError
+            composer.write({"mode": "template", "template_id": template_b.id})
             composer.action_send()
         self.assertFalse(self.messages_for(self.lead_a))

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -30,6 +30,7 @@ from .errors import (
     scrub_secrets,
 )
 from .retry import RetryPolicy
+from .urls import UnsafeUrlError, is_token_destination, validate_base_url
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -76,6 +77,23 @@ MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
 # Guard against a server that keeps handing out new cursors.
 MAX_PAGES = 1000
 _CHUNK_SIZE = 64 * 1024
+# Meta's media URL answers directly; a few hops leave room for a CDN.
+MAX_MEDIA_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    location: str
+
+
+def _origin(url):
+    """scheme://host of a URL, for error messages (never its query string)."""
+    try:
+        parts = urlsplit(str(url))
+        return f"{parts.scheme}://{parts.hostname}" if parts.hostname else repr(url)
+    except ValueError:
+        return "an invalid URL"
+
 
 _VERSION_RE = re.compile(r"^v(\d+)\.(\d+)$")
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]*")
@@ -270,9 +288,7 @@ class CloudApiClient:
     ):
         if not access_token or not str(access_token).strip():
             raise ValueError("a WhatsApp access token is required")
-        base = str(base_url or "").strip().rstrip("/")
-        if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).netloc:
-            raise ValueError(f"invalid base_url {base_url!r}")
+        base = validate_base_url(base_url)
         self._access_token = str(access_token).strip()
         self.phone_number_id = _opt_str(phone_number_id)
         self.waba_id = _opt_str(waba_id)
@@ -679,13 +695,15 @@ class CloudApiClient:
         )
 
     def download_media(self, url, *, max_bytes=MAX_DOWNLOAD_BYTES):
-        """Download media bytes from a URL given by :meth:`get_media_url`."""
-        parts = urlsplit(str(url or ""))
-        # The bearer token goes only over TLS, or to our own configured base URL.
-        if parts.scheme != "https" and not str(url).startswith(self.base_url + "/"):
-            raise ValueError("media URLs must use https")
+        """Download media bytes from a URL given by :meth:`get_media_url`.
+
+        The bearer token goes only to Meta's media hosts or to the configured Graph
+        origin: redirects are followed by hand so that every hop is checked.
+        """
 
         def read_body(response):
+            if response.is_redirect:
+                return _Redirect(response.headers.get("Location") or "")
             length = _opt_int(response.headers.get("Content-Length"))
             if max_bytes and length is not None and length > max_bytes:
                 raise MediaError(f"media is larger than {max_bytes} bytes")
@@ -698,7 +716,25 @@ class CloudApiClient:
                 chunks.append(chunk)
             return b"".join(chunks)
 
-        return self._call("GET", str(url), reader=read_body, stream=True, accept="*/*")
+        current = str(url or "")
+        for _hop in range(MAX_MEDIA_REDIRECTS + 1):
+            if not is_token_destination(current, self.base_url):
+                raise UnsafeUrlError(
+                    f"refusing to send the access token to {_origin(current)}: media "
+                    "is downloaded only from Meta's hosts or the configured Graph URL"
+                )
+            result = self._call(
+                "GET",
+                current,
+                reader=read_body,
+                stream=True,
+                accept="*/*",
+                allow_redirects=False,
+            )
+            if not isinstance(result, _Redirect):
+                return result
+            current = urljoin(current, result.location)
+        raise MediaError(f"more than {MAX_MEDIA_REDIRECTS} redirects for a media URL")
 
     def delete_media(self, media_id, *, phone_number_id=None):
         if not media_id:

@@ -10,6 +10,7 @@ Error messages name the setting to fix and never contain key material or
 plaintext.
 """
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping
 
@@ -92,6 +93,10 @@ class SecretBox:
                 ) from None
         self._fernet = MultiFernet(fernets)
         self._count = len(fernets)
+        # Identifies this set of keys (for caches) without revealing any of them.
+        self._fingerprint = hashlib.sha256(
+            b"whatsapp_business-keys\0" + ",".join(keys).encode("utf-8")
+        ).hexdigest()[:16]
 
     @classmethod
     def from_config(cls, config_value, environ: Mapping | None = None) -> "SecretBox":
@@ -101,6 +106,11 @@ class SecretBox:
     @property
     def key_count(self) -> int:
         return self._count
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of the keys: two boxes share it only with the same keys."""
+        return self._fingerprint
 
     def __repr__(self) -> str:
         return f"<SecretBox keys={self._count}>"

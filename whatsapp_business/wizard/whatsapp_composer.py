@@ -43,6 +43,7 @@ NO_CAPTION_MIMETYPES = ("image/webp",)  # stickers; audio is checked by prefix
 
 class WhatsAppComposer(models.TransientModel):
     _name = "whatsapp.composer"
+    _inherit = ["whatsapp.tenant.mixin"]
     _description = "Send WhatsApp Message"
 
     res_model = fields.Char(string="Document Model")
@@ -587,6 +588,7 @@ class WhatsAppComposer(models.TransientModel):
 
 class WhatsAppComposerLine(models.TransientModel):
     _name = "whatsapp.composer.line"
+    _inherit = ["whatsapp.tenant.mixin"]
     _description = "WhatsApp Template Value"
     _order = "sequence, id"
 
