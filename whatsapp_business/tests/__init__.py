@@ -7,3 +7,4 @@ from . import test_whatsapp_template
 from . import test_whatsapp_composer
 from . import test_ir_actions_server
 from . import test_tours
+from . import test_webhook_processing
