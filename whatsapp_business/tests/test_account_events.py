@@ -156,7 +156,7 @@ class TestPhoneQualityWebhook(WebhookCase):
         self.assertIn(
             "UPGRADE", " ".join(map(str, self.account_a.message_ids.mapped("body")))
         )
-        # Since February 2026 Meta sends the portfolio limit only.
+        # Meta announced it drops current_limit: the portfolio limit remains.
         self.deliver(
             account_change(
                 self.account_a,
@@ -164,11 +164,11 @@ class TestPhoneQualityWebhook(WebhookCase):
                 {
                     "display_phone_number": "15550100003",
                     "event": "UPGRADE",
-                    "max_daily_conversations_per_business": "TIER_100K",
+                    "max_daily_conversations_per_business": "100K",
                 },
             )
         )
-        self.assertEqual(other.messaging_tier, "TIER_100K")
+        self.assertEqual(other.messaging_tier, "100K")
         self.assertEqual(self.account_a.messaging_tier, "TIER_10K")
 
 

@@ -197,8 +197,12 @@ class PhoneNumberQualityUpdate(Event):
 
     @property
     def messaging_limit(self) -> str | None:
-        """The limit now in force; ``current_limit`` is gone since February 2026."""
-        return self.max_daily_conversations_per_business or self.current_limit
+        """The limit now in force.
+
+        ``current_limit`` while Meta still sends it; it announced its removal for
+        February 2026, leaving ``max_daily_conversations_per_business``.
+        """
+        return self.current_limit or self.max_daily_conversations_per_business
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
