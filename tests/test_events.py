@@ -439,6 +439,11 @@ def test_phone_number_quality_update():
         "TIER_10K",
     )
     assert event.max_daily_conversations_per_business == "1K"
+    assert event.messaging_limit == "TIER_1K"
+    # Without current_limit (announced for removal), the portfolio limit remains.
+    later = copy.deepcopy(load("phone_number_quality_update"))
+    del later["entry"][0]["changes"][0]["value"]["current_limit"]
+    assert parse_webhook(later)[0].messaging_limit == "1K"
 
 
 def test_account_update():
@@ -446,6 +451,32 @@ def test_account_update():
     assert event.event == "ACCOUNT_RESTRICTION"
     assert "event" not in event.details
     assert event.details["restriction_info"][0]["restriction_type"]
+    assert event.blocks_account
+
+
+@pytest.mark.parametrize(
+    ("event", "details", "blocks"),
+    [
+        ("ACCOUNT_VIOLATION", {"violation_info": {"violation_type": "SPAM"}}, True),
+        ("DISABLED_UPDATE", {"ban_info": {"waba_ban_state": ["DISABLE"]}}, True),
+        (
+            "DISABLED_UPDATE",
+            {"ban_info": {"waba_ban_state": "SCHEDULE_FOR_DISABLE"}},
+            True,
+        ),
+        ("DISABLED_UPDATE", {}, True),
+        ("DISABLED_UPDATE", {"ban_info": {"waba_ban_state": ["REINSTATE"]}}, False),
+        ("VERIFIED_ACCOUNT", {}, False),
+        ("PARTNER_ADDED", {}, False),
+    ],
+)
+def test_account_update_blocks_account(event, details, blocks):
+    assert (
+        AccountUpdate(
+            field="account_update", event=event, details=details
+        ).blocks_account
+        is blocks
+    )
 
 
 def test_user_preferences_stop_and_resume():

@@ -709,12 +709,17 @@ class WhatsAppAccount(models.Model):
         self.check_access("write")
         try:
             with self._get_client() as client:
-                client.subscribe_app()
+                subscribed = client.subscribe_app()
         except WhatsAppError as error:
             self._handle_api_error(error)
             return self._notify(
                 self.env._("Subscription failed: %s", error_summary(error)), "danger"
             )
+        if not subscribed:
+            # Meta answered without an error, yet without "success": true either.
+            reason = self.env._("Meta did not confirm the subscription.")
+            self.sudo().last_error = reason
+            return self._notify(self.env._("Subscription failed: %s", reason), "danger")
         self._mark_success()
         return self._notify(
             self.env._(

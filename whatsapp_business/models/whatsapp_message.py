@@ -775,7 +775,9 @@ class WhatsAppMessage(models.Model):
             if self.template_id.status != "APPROVED":
                 return {
                     "failure_type": "template",
-                    "failure_title": self.env._("The template is not approved by Meta"),
+                    "failure_title": self.env._(
+                        "Template %s is not approved by Meta", self.template_id.name
+                    ),
                 }
             return None
         if not key or not self._is_window_open():

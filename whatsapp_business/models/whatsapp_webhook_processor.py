@@ -384,8 +384,8 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 "FLAGGED": "RED",
                 "UNFLAGGED": "GREEN",
             }.get(item.event, account.quality_rating)
-        if item.current_limit:
-            vals["messaging_tier"] = item.current_limit
+        if item.messaging_limit:
+            vals["messaging_tier"] = item.messaging_limit
         if vals:
             account.write(vals)
         account.message_post(
@@ -398,17 +398,14 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         account.message_post(
             body=self.env._("Meta reported an account event: %s", item.event or "?")
         )
-        if item.event in (
-            "ACCOUNT_RESTRICTION",
-            "ACCOUNT_VIOLATION",
-            "DISABLED_UPDATE",
-        ):
-            account.write(
-                {
-                    "state": "error",
-                    "last_error": self.env._("Meta account event: %s", item.event),
-                }
-            )
+        if item.blocks_account:
+            reason = self.env._("Meta account event: %s", item.event)
+            if account.state != "error":
+                # One alert per incident: Meta's follow-up notices add none.
+                account._schedule_alert(
+                    self.env._("WhatsApp account needs attention"), reason
+                )
+            account.write({"state": "error", "last_error": reason})
         return True
 
     @api.model

@@ -8,3 +8,6 @@ from . import test_whatsapp_composer
 from . import test_ir_actions_server
 from . import test_tours
 from . import test_tenant_isolation
+from . import test_webhook_processing
+from . import test_account_events
+from . import test_send_guards

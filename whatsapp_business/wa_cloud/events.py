@@ -33,6 +33,10 @@ MEDIA_TYPES = frozenset({"image", "document", "audio", "video", "sticker"})
 OPT_OUT_KEYWORDS = frozenset({"stop", "unsubscribe", "baja", "parar", "cancelar"})
 # Template quick-reply labels are user-visible text too (e.g. a "STOP" button).
 _OPT_OUT_TYPES = frozenset({"text", "button"})
+# account_update events that restrict or ban the WhatsApp Business Account.
+_BLOCKING_ACCOUNT_EVENTS = frozenset(
+    {"ACCOUNT_RESTRICTION", "ACCOUNT_VIOLATION", "DISABLED_UPDATE"}
+)
 # A Flow answer is small; refuse to parse anything larger than this.
 _MAX_FLOW_RESPONSE_CHARS = 100_000
 
@@ -191,12 +195,35 @@ class PhoneNumberQualityUpdate(Event):
     old_limit: str | None = None
     max_daily_conversations_per_business: str | None = None
 
+    @property
+    def messaging_limit(self) -> str | None:
+        """The limit now in force.
+
+        ``current_limit`` while Meta still sends it; it announced its removal for
+        February 2026, leaving ``max_daily_conversations_per_business``.
+        """
+        return self.current_limit or self.max_daily_conversations_per_business
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AccountUpdate(Event):
     event: str | None = None
     # Everything but 'event' (restriction_info, violation_info, ban_info...).
     details: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def blocks_account(self) -> bool:
+        """True when Meta restricts, flags or bans the business account.
+
+        A DISABLED_UPDATE whose ban state is only REINSTATE lifts a ban instead.
+        """
+        if self.event not in _BLOCKING_ACCOUNT_EVENTS:
+            return False
+        if self.event == "DISABLED_UPDATE":
+            states = _dict(self.details.get("ban_info")).get("waba_ban_state")
+            states = {states} if isinstance(states, str) else set(states or ())
+            return states != {"REINSTATE"}
+        return True
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
