@@ -267,7 +267,7 @@ class TestKeyRotationAndNeutralize(WebhookCase):
         archived = self.env["whatsapp.account"].create(
             {
                 "name": "Old number",
-                "company_id": self.company_b.id,
+                "company_id": self.company_a.id,
                 "phone_number_id": "109000000000008",
                 "waba_id": "104000000000008",
                 "access_token": "EAAold-archived-token",
@@ -291,9 +291,10 @@ class TestKeyRotationAndNeutralize(WebhookCase):
             box.decrypt(archived_sudo.app_secret_encrypted), "old-app-secret"
         )
         self.assertEqual(
-            box.decrypt(self.account_b.sudo().access_token_encrypted),
-            "EAAtokenB-secret-value",
+            box.decrypt(self.account_a.sudo().access_token_encrypted),
+            "EAAtokenA-secret-value",
         )
+        # Agency B's accounts are B's managers' business (test_tenant_isolation).
 
     def test_neutralize_cancels_queue_and_erases_secrets(self):
         self.open_window(self.account_a, PHONE_A)
