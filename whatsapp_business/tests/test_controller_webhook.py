@@ -280,6 +280,7 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self.assertTrue(blacklist.active)
         # Writing again does not lift it unless the account allows it.
         self._post(self._text_body(wamid="wamid.S2", body="Hello again"))
+        blacklist.invalidate_recordset()
         self.assertTrue(blacklist.active)
         self.account_a.unblacklist_on_inbound = True
         self._post(self._text_body(wamid="wamid.S3", body="Hello again"))
@@ -364,7 +365,9 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         message = self._outbound(wamid="wamid.OUT-D")
         now = int(time.time())
         self._post(self._status("wamid.OUT-D", "delivered", now))
+        message.invalidate_recordset()
         first_date = message.delivered_date
+        self.assertTrue(first_date)
         # Same wamid and status inside a different body (new batch).
         other = json.loads(self._status("wamid.OUT-D", "delivered", now + 60))
         other["entry"].append({"id": "x", "changes": []})
