@@ -533,11 +533,14 @@ def runner_outcomes(path):
     class_level = {}
     with open(path, encoding="utf-8", errors="replace") as log:
         for raw in log:
-            line = raw.rstrip("\n")
+            line = raw.rstrip()  # Odoo's log lines end with a space
             match = LOG_LINE.match(line)
             if not match:
                 continue
             logger, message = match["logger"], line[match.end() :]
+            # The runner logs under the test's module, or odoo.tests.* for a class.
+            if ".tests." not in logger and not logger.startswith("odoo.tests."):
+                continue
             if match["level"] == "INFO" and (found := RUNNER_STARTED.match(message)):
                 started.add(odoo_test_id(logger, found["test"]))
             elif match["level"] == "INFO" and (found := RUNNER_SKIPPED.match(message)):
