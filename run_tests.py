@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The one test command of the repository: ``python3 run_tests.py``.
 
-Phases (each one reports, all are summed up in the last line):
+Phases (each one reports its own passed / failed / skipped figures by name):
 
 1. pure tests: ``pytest -p no:odoo tests/`` without the end-to-end tests
    (``tests/e2e/`` and tests marked ``e2e``);
@@ -13,9 +13,12 @@ Phases (each one reports, all are summed up in the last line):
    fresh database, which must run at least one test, fail none and log no warning.
 
 Without Odoo or PostgreSQL the Odoo phases are skipped with a loud banner, unless the
-environment says CI=true, where that is an error. The last line printed is
-``N passed, N failed, N skipped``; failed harness checks (unclean install log,
-no test ran...) count as failures. Exit status 0 only when nothing failed.
+environment says CI=true, where that is an error. A table of every phase's figures
+comes before the last line, ``N passed, N failed, N skipped``, which counts each test
+once: the addon's Odoo tests run twice (pytest-odoo, then Odoo's runner), so they are
+merged by test id and each keeps its worst outcome (failed, then skipped, then
+passed). Failed harness checks (unclean install log, no test ran...) are added as
+failures. Exit status 0 only when nothing failed.
 
 Standard library only: it must run before anything is installed.
 """
@@ -31,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -44,6 +48,8 @@ TEST_MODULES = f"{ADDON},base_automation"
 PURE_TESTS = "tests"
 E2E_TESTS = os.path.join("tests", "e2e")
 PYTHON = sys.executable
+# The addon's Odoo tests; Odoo's runner (--odoo-runner) runs them a second time.
+ODOO_TESTS_PHASE = "odoo tests (pytest-odoo)"
 INSTALL_TIMEOUT = 1800  # seconds, per Odoo command
 PYTEST_TIMEOUT = 3600
 
@@ -56,6 +62,19 @@ BAD_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
 # Log lines that are allowed in spite of their level (regular expressions on the
 # whole line). Keep this list short and justified.
 LOG_IGNORE = []
+# Odoo's runner (odoo/tests/result.py) logs one line per started, skipped and failed
+# test, under the test module's logger; its closing summary counts skipped tests
+# among the tests run and has no skipped figure, so the lines below are the source.
+RUNNER_STARTED = re.compile(r"^Starting (?P<test>\S+) \.\.\.$")
+RUNNER_SKIPPED = re.compile(r"^skipped (?P<test>.+?) : (?P<reason>.*)$")
+RUNNER_FAILED = re.compile(r"^(?:FAIL|ERROR): (?P<test>.+)$")
+# "Subtest TestX.test_y (a=1)": a failed subtest fails its test.
+RUNNER_SUBTEST = re.compile(r"^Subtest (?P<test>\S+)")
+# "setUpClass (odoo.addons.whatsapp_business.tests.test_x.TestX)": a whole class.
+RUNNER_CLASS_LEVEL = re.compile(
+    r"^(?:setUpClass|tearDownClass|setUpModule|tearDownModule) "
+    r"\((?:odoo\.addons\.)?(?P<path>[\w.]+)\)$"
+)
 TEST_SUMMARY = re.compile(
     r"odoo\.tests\.result: (?P<failed>\d+) failed, (?P<errors>\d+) error\(s\) "
     r"of (?P<run>\d+) tests when loading database"
@@ -123,41 +142,145 @@ def heading(text):
     print(f"\n==> {text}", flush=True)
 
 
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+# When one test has several outcomes (it ran in two phases), the worst one counts.
+WORST_FIRST = (FAILED, SKIPPED, PASSED)
+
+
+class Phase:
+    """One phase's outcomes, test id -> passed / failed / skipped."""
+
+    def __init__(self, name, rerun_of=None):
+        self.name = name
+        # A re-run of tests another phase ran already: merged with it, test by test.
+        self.rerun_of = rerun_of
+        self.outcomes = {}
+        # Skips or failures that stand for a whole class (Odoo runner's setUpClass).
+        self.class_outcomes = {}
+
+    def record(self, test_id, outcome):
+        self.outcomes[test_id] = worst(self.outcomes.get(test_id), outcome)
+
+    def count(self, outcome):
+        return sum(1 for value in self.outcomes.values() if value == outcome) + sum(
+            1 for value in self.class_outcomes.values() if value == outcome
+        )
+
+
+def worst(*outcomes):
+    present = [outcome for outcome in outcomes if outcome]
+    return min(present, key=WORST_FIRST.index) if present else None
+
+
 class Totals:
-    """Test counts over all phases, plus failed harness checks."""
+    """Every phase's outcomes, plus failed harness checks."""
 
     def __init__(self):
-        self.passed = 0
-        self.failed = 0
-        self.skipped = 0
+        self.phases = []
         self.problems = []  # human readable, one per failed check or phase
+        self.check_failures = 0  # failed harness checks, counted as failures
         self.timings = []  # (phase, seconds)
 
     def fail(self, message, count=1):
-        self.failed += count
+        self.check_failures += count
         self.problems.append(message)
         print(f"FAILED: {message}", flush=True)
 
-    def add(self, passed=0, failed=0, skipped=0):
-        self.passed += passed
-        self.failed += failed
-        self.skipped += skipped
+    def phase(self, name, rerun_of=None):
+        phase = Phase(name, rerun_of)
+        self.phases.append(phase)
+        return phase
+
+    def unique_outcomes(self):
+        """Test id -> outcome, each test once, re-runs merged into their phase."""
+        merged = {}
+        for phase in self.phases:
+            prefix = phase.rerun_of or phase.name
+            for test_id, outcome in phase.outcomes.items():
+                key = (prefix, test_id)
+                merged[key] = worst(merged.get(key), outcome)
+            for class_id, outcome in phase.class_outcomes.items():
+                members = [
+                    key
+                    for key in merged
+                    if key[0] == prefix and key[1].startswith(class_id + ".")
+                ]
+                for key in members:
+                    merged[key] = worst(merged[key], outcome)
+                if not members:
+                    merged[(prefix, class_id)] = outcome
+        return merged
+
+    def closing(self):
+        merged = self.unique_outcomes().values()
+        passed = sum(1 for outcome in merged if outcome == PASSED)
+        failed = sum(1 for outcome in merged if outcome == FAILED)
+        skipped = sum(1 for outcome in merged if outcome == SKIPPED)
+        return passed, failed + self.check_failures, skipped
+
+    def print_table(self):
+        heading("tests per phase")
+        print(f"    {'phase':<28} {'passed':>7} {'failed':>7} {'skipped':>7}")
+        for phase in self.phases:
+            figures = [phase.count(outcome) for outcome in (PASSED, FAILED, SKIPPED)]
+            note = f"  (re-run of {phase.rerun_of})" if phase.rerun_of else ""
+            print(
+                f"    {phase.name:<28} {figures[0]:>7} {figures[1]:>7} "
+                f"{figures[2]:>7}{note}"
+            )
+        if self.check_failures:
+            print(f"    {'failed harness checks':<28} {'':>7} {self.check_failures:>7}")
+        reruns = "".join(
+            f" {phase.name} re-runs the tests of {phase.rerun_of}: each of them"
+            " counts once, with its worst outcome (failed, then skipped, then"
+            " passed)."
+            for phase in self.phases
+            if phase.rerun_of
+        )
+        text = (
+            "The closing line counts each test once, over all the phases above."
+            f"{reruns} Failed harness checks count as failures."
+        )
+        print(textwrap.indent(textwrap.fill(text, 74), "    "), flush=True)
 
 
-def junit_counts(path):
-    """(passed, failed, skipped) from a pytest JUnit XML report, or None."""
+def junit_outcomes(path, test_id=None):
+    """[(test id, outcome)] from a pytest JUnit XML report, or None.
+
+    ``test_id(classname, name)`` names each test; by default "classname::name".
+    """
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
         return None
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    tests = failures = errors = skipped = 0
-    for suite in suites:
-        tests += int(suite.get("tests", 0))
-        failures += int(suite.get("failures", 0))
-        errors += int(suite.get("errors", 0))
-        skipped += int(suite.get("skipped", 0))
-    return tests - failures - errors - skipped, failures + errors, skipped
+    test_id = test_id or (lambda classname, name: f"{classname}::{name}")
+    outcomes = []
+    for case in root.iter("testcase"):
+        children = {child.tag for child in case}
+        if children & {"failure", "error"}:
+            outcome = FAILED
+        elif "skipped" in children:
+            outcome = SKIPPED
+        else:
+            outcome = PASSED
+        outcomes.append((test_id(case.get("classname", ""), case.get("name")), outcome))
+    return outcomes
+
+
+def odoo_test_id(module, test):
+    """One id for an addon test in both Odoo phases: test_x.TestClass.test_method.
+
+    ``module`` is the dotted test module (pytest's classname minus the class, or the
+    logger of Odoo's runner), ``test`` is "TestClass.test_method".
+    """
+    return f"{module.rsplit('.', 1)[-1]}.{test}"
+
+
+def pytest_odoo_test_id(classname, name):
+    module, _, cls = classname.rpartition(".")
+    if not module:
+        return f"{classname}::{name}"  # a collection error: no class
+    return odoo_test_id(module, f"{cls}.{name}")
 
 
 def is_import_noise(line):
@@ -210,8 +333,10 @@ def stream(cmd, env, timeout, drop=None):
     return None if timed_out.is_set() else rc
 
 
-def run_pytest(totals, name, args, workdir, env=None, selecting=False, drop=None):
-    """Run pytest and add its counts; a run where no test ran is a failure."""
+def run_pytest(
+    totals, name, args, workdir, env=None, selecting=False, drop=None, test_id=None
+):
+    """Run pytest and record its outcomes; a run where no test ran is a failure."""
     report = os.path.join(workdir, re.sub(r"\W+", "_", name).strip("_") + ".xml")
     cmd = [
         PYTHON,
@@ -234,10 +359,15 @@ def run_pytest(totals, name, args, workdir, env=None, selecting=False, drop=None
     if rc is None:
         totals.fail(f"{name}: timed out after {PYTEST_TIMEOUT}s")
         return
-    counts = junit_counts(report)
-    if counts:
-        totals.add(*counts)
-    failed = counts[1] if counts else 0
+    phase = totals.phase(name)
+    for test, outcome in junit_outcomes(report, test_id) or []:
+        phase.record(test, outcome)
+    failed = phase.count(FAILED)
+    print(
+        f"{name}: {phase.count(PASSED)} passed, {failed} failed, "
+        f"{phase.count(SKIPPED)} skipped",
+        flush=True,
+    )
     if rc == 0:
         return
     if rc == 5:
@@ -393,7 +523,53 @@ class OdooEnv:
             print(f"dropped database {db}", flush=True)
 
 
-def odoo_runner(totals, odoo_env, db):
+def runner_outcomes(path):
+    """What Odoo's runner logged, test by test.
+
+    Returns ({test id: outcome}, {class id: outcome}, skip reasons): a setUpClass
+    that skipped or failed stands for its whole class, under the class's id.
+    """
+    started, failed, skipped = set(), set(), {}
+    class_level = {}
+    with open(path, encoding="utf-8", errors="replace") as log:
+        for raw in log:
+            line = raw.rstrip()  # Odoo's log lines end with a space
+            match = LOG_LINE.match(line)
+            if not match:
+                continue
+            logger, message = match["logger"], line[match.end() :]
+            # The runner logs under the test's module, or odoo.tests.* for a class.
+            if ".tests." not in logger and not logger.startswith("odoo.tests."):
+                continue
+            if match["level"] == "INFO" and (found := RUNNER_STARTED.match(message)):
+                started.add(odoo_test_id(logger, found["test"]))
+            elif match["level"] == "INFO" and (found := RUNNER_SKIPPED.match(message)):
+                test, reason = found["test"], found["reason"]
+                if whole := RUNNER_CLASS_LEVEL.match(test):
+                    class_level[odoo_class_id(whole["path"])] = SKIPPED
+                else:
+                    skipped[odoo_test_id(logger, test)] = reason
+            elif match["level"] == "ERROR" and (found := RUNNER_FAILED.match(message)):
+                test = found["test"]
+                if whole := RUNNER_CLASS_LEVEL.match(test):
+                    class_level[odoo_class_id(whole["path"])] = FAILED
+                    continue
+                if sub := RUNNER_SUBTEST.match(test):
+                    test = sub["test"]
+                failed.add(odoo_test_id(logger, test))
+    outcomes = {test: PASSED for test in started}
+    outcomes.update({test: SKIPPED for test in skipped})
+    outcomes.update({test: FAILED for test in failed})
+    return outcomes, class_level, skipped
+
+
+def odoo_class_id(path):
+    """test_x.TestClass from whatsapp_business.tests.test_x.TestClass."""
+    module, _, cls = path.rpartition(".")
+    return odoo_test_id(module, cls)
+
+
+def odoo_runner(totals, odoo_env, db, rerun_of):
     """Odoo's own test runner on a fresh database: tests must run and all pass."""
     name = "odoo runner"
     result = odoo_env.odoo(
@@ -424,13 +600,33 @@ def odoo_runner(totals, odoo_env, db):
             tail(log)
         return
     summary = summaries[-1]
-    run, failed = int(summary["run"]), int(summary["failed"]) + int(summary["errors"])
+    run = int(summary["run"])
+    reported_failed = int(summary["failed"]) + int(summary["errors"])
     print(f"{name}: {summary.group(0)}", flush=True)
-    totals.add(passed=max(run - failed, 0), failed=failed)
+    phase = totals.phase(name, rerun_of=rerun_of)
+    outcomes, class_level, skips = runner_outcomes(log)
+    for test, outcome in outcomes.items():
+        phase.record(test, outcome)
+    phase.class_outcomes.update(class_level)
+    failed = phase.count(FAILED)
+    print(
+        f"{name}: {phase.count(PASSED)} passed, {failed} failed, "
+        f"{phase.count(SKIPPED)} skipped (from its per-test log lines)",
+        flush=True,
+    )
+    for test, reason in sorted(skips.items()):
+        print(f"    skipped {test}: {reason}", flush=True)
     if failed:
         totals.problems.append(f"{name}: {failed} test(s) failed or errored")
+    if reported_failed and not failed:
+        totals.fail(
+            f"{name}: Odoo reports {reported_failed} failure(s) that its log lines "
+            "do not name"
+        )
     if run == 0:
         totals.fail(f"{name}: Odoo ran 0 tests of {ADDON}")
+    elif not outcomes:
+        totals.fail(f"{name}: Odoo ran {run} tests but logged none of them")
     if bad:
         if not failed:
             totals.fail(f"{name}: {len(bad)} WARNING/ERROR/CRITICAL log line(s)")
@@ -498,7 +694,7 @@ def odoo_phases(totals, args, probe, db_args):
             kflag = ["-k", args.k] if args.k else []
             run_pytest(
                 totals,
-                "odoo tests (pytest-odoo)",
+                ODOO_TESTS_PHASE,
                 [
                     "-p",
                     "no:cacheprovider",
@@ -516,6 +712,7 @@ def odoo_phases(totals, args, probe, db_args):
                 env=odoo_env.env,
                 selecting=selecting,
                 drop=is_import_noise,
+                test_id=pytest_odoo_test_id,
             )
             if has_test_files(ROOT / E2E_TESTS):
                 env = dict(
@@ -548,7 +745,7 @@ def odoo_phases(totals, args, probe, db_args):
         if args.odoo_runner:
             db2 = f"wab_runner_{stamp}"
             created.append(db2)
-            odoo_runner(totals, odoo_env, db2)
+            odoo_runner(totals, odoo_env, db2, rerun_of=ODOO_TESTS_PHASE)
     except KeyboardInterrupt:
         totals.fail("interrupted")
     finally:
@@ -670,11 +867,10 @@ def main(argv=None):
         heading("problems")
         for problem in totals.problems:
             print(f"    - {problem}")
-    print(
-        f"\n{totals.passed} passed, {totals.failed} failed, {totals.skipped} skipped",
-        flush=True,
-    )
-    return 1 if totals.failed or totals.problems else 0
+    totals.print_table()
+    passed, failed, skipped = totals.closing()
+    print(f"\n{passed} passed, {failed} failed, {skipped} skipped", flush=True)
+    return 1 if failed or totals.problems else 0
 
 
 if __name__ == "__main__":

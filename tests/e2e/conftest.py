@@ -16,8 +16,8 @@ import os
 import random
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import pytest
 from fake_graph import FakeAccount, FakeGraph
@@ -108,18 +108,41 @@ class Odoo:
         except OSError:
             return ""
 
-    def cron_running(self, cron_id: int) -> bool:
-        """Whether the log shows a cron-thread run of the cron that has not ended.
+    def cron_running(self, cron_id: int | None = None) -> bool:
+        """Whether the log shows a cron-thread run of the cron (of any cron when
+        ``cron_id`` is None) that has not ended.
 
         (Manual runs happen inside an RPC call, which returns when they end.)
         """
-        depth = 0
+        depth = {}
         for line in self._log_text().splitlines():
             match = CRON_LINE.search(line)
-            if match and int(match["id"]) == cron_id:
+            if match and cron_id in (None, int(match["id"])):
+                key = int(match["id"])
                 started = match["event"] == "starting"
-                depth = depth + 1 if started else max(depth - 1, 0)
-        return depth > 0
+                count = depth.get(key, 0)
+                depth[key] = count + 1 if started else max(count - 1, 0)
+        return any(depth.values())
+
+    def due_cron_triggers(self) -> int:
+        """Triggers of active crons that are due. Odoo deletes a trigger only when
+        the run it asked for has ended, after that run's log lines."""
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return self.rpc(
+            "ir.cron.trigger",
+            "search_count",
+            [("call_at", "<=", now), ("cron_id.active", "=", True)],
+        )
+
+    def wait_server_idle(self, timeout: float = 60.0):
+        """Wait until no cron runs nor is due: the server has logged all it will
+        log for what the test asked (its HTTP answers come after their lines)."""
+        wait_for(
+            lambda: not self.cron_running() and not self.due_cron_triggers(),
+            timeout,
+            interval=0.1,
+            message="the cron jobs to finish (no run open, no trigger due)",
+        )
 
     def wait_cron_idle(self, cron_id: int, timeout: float = 60.0):
         wait_for(
@@ -326,9 +349,9 @@ def server_log_clean(request):
     odoo = request.getfixturevalue("odoo")
     offset = odoo.log_size()
     yield
-    # A batch the test started may still be ending: its errors belong here.
-    odoo.wait_cron_idle(odoo.send_cron_id)
-    time.sleep(0.2)  # let the last request's log lines land
+    # A batch or a webhook the test started may still be ending: its errors
+    # belong here.
+    odoo.wait_server_idle()
     errors = odoo.log_errors(offset)
     unknown = []
     for error in errors:

@@ -1,5 +1,6 @@
 import json
 import time
+from datetime import timedelta
 from unittest.mock import patch
 
 from odoo.tests import HttpCase, tagged
@@ -279,6 +280,7 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self.assertTrue(blacklist.active)
         # Writing again does not lift it unless the account allows it.
         self._post(self._text_body(wamid="wamid.S2", body="Hello again"))
+        blacklist.invalidate_recordset()
         self.assertTrue(blacklist.active)
         self.account_a.unblacklist_on_inbound = True
         self._post(self._text_body(wamid="wamid.S3", body="Hello again"))
@@ -363,7 +365,9 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         message = self._outbound(wamid="wamid.OUT-D")
         now = int(time.time())
         self._post(self._status("wamid.OUT-D", "delivered", now))
+        message.invalidate_recordset()
         first_date = message.delivered_date
+        self.assertTrue(first_date)
         # Same wamid and status inside a different body (new batch).
         other = json.loads(self._status("wamid.OUT-D", "delivered", now + 60))
         other["entry"].append({"id": "x", "changes": []})
@@ -492,6 +496,33 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         self.assertFalse(event.exists())
         self.assertTrue(
             self.env["whatsapp.message"].search([("wamid", "=", "wamid.P")])
+        )
+
+    def test_purge_deletes_only_old_processed_events(self):
+        """Old done and ignored events go; failed, pending and recent ones stay."""
+        Event = self.env["whatsapp.webhook.event"].sudo()
+        self.env["ir.config_parameter"].sudo().set_param(
+            "whatsapp_business.webhook_retention_days", "30"
+        )
+        now = self.env.cr.now()
+        events = {}
+        for name, state, age_days in [
+            ("old done", "done", 31),
+            ("old ignored", "ignored", 31),
+            ("old failed", "failed", 31),
+            ("old pending", "pending", 31),
+            ("recent done", "done", 29),
+            ("recent ignored", "ignored", 29),
+        ]:
+            event = Event._receive(self.account_a, json.dumps({"name": name}).encode())
+            event.write(
+                {"state": state, "received_date": now - timedelta(days=age_days)}
+            )
+            events[name] = event
+        Event._cron_purge_payloads()
+        kept = sorted(name for name, event in events.items() if event.exists())
+        self.assertEqual(
+            kept, ["old failed", "old pending", "recent done", "recent ignored"]
         )
 
 
