@@ -23,7 +23,7 @@ from unittest.mock import patch
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests.common import ChromeBrowser
 
-from .common import PHONE_A, WA_ID_A, WhatsAppMixin, mock_gateway
+from .common import MOBILE, PHONE_A, WA_ID_A, WhatsAppMixin, mock_gateway
 
 try:
     import websocket
@@ -182,14 +182,14 @@ class TestTours(WhatsAppMixin, HttpCase):
             groups="sales_team.group_sale_salesman",
         )
         partner = self.env["res.partner"].create(
-            {"name": "Amélie Dupont", "mobile": PHONE_A}
+            {"name": "Amélie Dupont", MOBILE: PHONE_A}
         )
         lead = self.env["crm.lead"].create(
             {
                 "name": "Roof repair",
                 "type": "opportunity",
                 "partner_id": partner.id,
-                "mobile": PHONE_A,
+                MOBILE: PHONE_A,
                 "user_id": salesperson.id,
             }
         )
