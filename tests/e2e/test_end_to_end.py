@@ -207,9 +207,7 @@ def test_inbound_from_unknown_number(whatsapp, make_fake, numbers, create_lead):
     assert message["phone"] == number
 
     partner_id = message["partner_id"][0]
-    [partner] = rpc(
-        "res.partner", "read", [partner_id], ["name", "phone_sanitized"]
-    )
+    [partner] = rpc("res.partner", "read", [partner_id], ["name", "phone_sanitized"])
     assert partner["name"] == "Amélie Dupont"
     assert partner["phone_sanitized"] == number
     leads = rpc.search_read("crm.lead", [("partner_id", "=", partner_id)], ["name"])
