@@ -1,7 +1,7 @@
 {
     "name": "WhatsApp Business for CRM",
     "summary": "Message contacts and leads through Meta's WhatsApp Business Cloud API",
-    "version": "18.0.1.0.0",
+    "version": "1.0.0",
     "category": "Sales/CRM",
     "license": "LGPL-3",
     "author": "WhatsApp Business Addon Team",
@@ -28,6 +28,7 @@
         "views/res_partner_views.xml",
         "views/res_config_settings_views.xml",
         "views/whatsapp_business_menus.xml",
+        "data/whatsapp_business_setup.xml",
     ],
     "assets": {
         "web.assets_tests": [

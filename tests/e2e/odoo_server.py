@@ -41,6 +41,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = "whatsapp_business"
+SUPPORTED_MAJORS = (18, 19)
 ADMIN_LOGIN = "admin"
 ADMIN_PASSWORD = "admin"  # what a database created by `odoo -i` starts with
 INSTALL_TIMEOUT = 900
@@ -341,8 +342,10 @@ class OdooInstance:
         info = self.probe()
         if info.get("error"):
             raise OdooUnavailable(info["error"])
-        if info.get("major") != 18:
-            raise OdooUnavailable(f"Odoo {info.get('odoo')} found, Odoo 18 is needed")
+        if info.get("major") not in SUPPORTED_MAJORS:
+            raise OdooUnavailable(
+                f"Odoo {info.get('odoo')} found, Odoo 18 or 19 is needed"
+            )
         if info.get("pg"):
             pg = self._pg_args()
             raise OdooUnavailable(
@@ -351,7 +354,7 @@ class OdooInstance:
             )
         self.odoo_version = info["odoo"]
         self.odoo_bin = info.get("odoo_bin")
-        self._write_config(info["addons"])
+        self._write_config(info["addons"], info["major"])
         if info["db_exists"] and info["installed"]:
             self.reused_db = True
         else:
@@ -359,7 +362,7 @@ class OdooInstance:
             self.install()
         return self
 
-    def _write_config(self, odoo_addons: list[str]):
+    def _write_config(self, odoo_addons: list[str], major: int):
         options = dict(self._options)
         pg = self._pg_args()
         addons = [p for p in options.get("addons_path", "").split(",") if p.strip()]
@@ -379,9 +382,14 @@ class OdooInstance:
             db_user=pg["user"],
             db_password=pg.get("password", "False"),
             data_dir=options.get("data_dir") or str(self.workdir / "data"),
-            without_demo="all",
-            whatsapp_encryption_key=self.key,
+            # "True" means "no demo data" to Odoo 18 and 19 alike ("all" is 18's).
+            without_demo="True",
         )
+        # Odoo 19 warns about options it does not know in the file: the key then
+        # travels in the environment only (see env).
+        options.pop("whatsapp_encryption_key", None)
+        if major < 19:
+            options["whatsapp_encryption_key"] = self.key
         # Set on the command line of each server instead.
         for name in (
             "http_port",
@@ -419,7 +427,7 @@ class OdooInstance:
             "-i",
             ADDON,
             "--stop-after-init",
-            "--without-demo=all",
+            "--without-demo=True",
             f"--http-port={free_port()}",
             "--http-interface=127.0.0.1",
             f"--logfile={log}",

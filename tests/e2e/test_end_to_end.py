@@ -27,7 +27,7 @@ def create_leads(rpc, numbers, name="E2E lead"):
     return rpc(
         "crm.lead",
         "create",
-        [{"name": f"{name} {i}", "mobile": number} for i, number in enumerate(numbers)],
+        [{"name": f"{name} {i}", "phone": number} for i, number in enumerate(numbers)],
     )
 
 
@@ -207,9 +207,7 @@ def test_inbound_from_unknown_number(whatsapp, make_fake, numbers, create_lead):
     assert message["phone"] == number
 
     partner_id = message["partner_id"][0]
-    [partner] = rpc(
-        "res.partner", "read", [partner_id], ["name", "mobile", "phone_sanitized"]
-    )
+    [partner] = rpc("res.partner", "read", [partner_id], ["name", "phone_sanitized"])
     assert partner["name"] == "Amélie Dupont"
     assert partner["phone_sanitized"] == number
     leads = rpc.search_read("crm.lead", [("partner_id", "=", partner_id)], ["name"])
@@ -249,7 +247,7 @@ def test_reply_inside_the_window(whatsapp, make_fake, numbers):
     rpc = whatsapp.rpc
     fake = make_fake()  # enforces the 24-hour window with 131047
     number = numbers.next()
-    partner_id = rpc("res.partner", "create", {"name": "Window", "mobile": number})
+    partner_id = rpc("res.partner", "create", {"name": "Window", "phone": number})
 
     # No inbound yet: Odoo refuses free text before calling Meta.
     with pytest.raises(RpcError, match="24-hour window"):

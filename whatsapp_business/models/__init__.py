@@ -1,5 +1,6 @@
 from . import whatsapp_tenant_mixin
 from . import res_company
+from . import res_groups
 from . import res_config_settings
 from . import res_partner
 from . import whatsapp_account

@@ -3,6 +3,8 @@ import logging
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from ..tools import compat
+
 _logger = logging.getLogger(__name__)
 
 
@@ -120,7 +122,7 @@ class IrActionsServer(models.Model):
         partner = model._fields.get("partner_id")
         if not (
             model._name == "res.partner"
-            or {"mobile", "phone"} & set(model._fields)
+            or compat.partner_number_fields(model)
             or (partner and partner.comodel_name == "res.partner")
         ):
             raise ValidationError(

@@ -7,6 +7,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import config
 
+from ..tools import compat
 from ..wa_cloud import const
 from ..wa_cloud.client import CloudApiClient
 from ..wa_cloud.crypto import CONFIG_OPTION, ConfigurationError, SecretBox, load_keys
@@ -218,28 +219,31 @@ class WhatsAppAccount(models.Model):
         "wrong signature.",
     )
 
-    _sql_constraints = [
-        (
-            "webhook_key_unique",
-            "UNIQUE(webhook_key)",
-            "The webhook key must be unique.",
-        ),
-        (
-            "verify_token_unique",
-            "UNIQUE(verify_token)",
-            "The verify token must be unique.",
-        ),
-        (
-            "rate_limit_positive",
-            "CHECK(rate_limit > 0)",
-            "The rate limit must be at least one message per second.",
-        ),
-        (
-            "max_concurrency_positive",
-            "CHECK(max_concurrency > 0)",
-            "At least one parallel request is needed.",
-        ),
-    ]
+    # Odoo 18 and 19 declare table constraints differently (tools/compat.py).
+    locals().update(
+        compat.sql_constraints(
+            (
+                "webhook_key_unique",
+                "UNIQUE(webhook_key)",
+                "The webhook key must be unique.",
+            ),
+            (
+                "verify_token_unique",
+                "UNIQUE(verify_token)",
+                "The verify token must be unique.",
+            ),
+            (
+                "rate_limit_positive",
+                "CHECK(rate_limit > 0)",
+                "The rate limit must be at least one message per second.",
+            ),
+            (
+                "max_concurrency_positive",
+                "CHECK(max_concurrency > 0)",
+                "At least one parallel request is needed.",
+            ),
+        )
+    )
 
     def init(self):
         # Unique among active accounts only: an archived account keeps its history.

@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 from odoo import api, fields, models, modules
 from odoo.exceptions import UserError
 
+from ..tools import compat
 from ..wa_cloud import const
 from ..wa_cloud.client import CloudApiClient
 from ..wa_cloud.errors import (
@@ -213,13 +214,16 @@ class WhatsAppMessage(models.Model):
     conversation_id = fields.Char(readonly=True)
     display_label = fields.Char(compute="_compute_display_label")
 
-    _sql_constraints = [
-        (
-            "wamid_account_unique",
-            "UNIQUE(account_id, wamid)",
-            "A WhatsApp message id is stored once per account.",
-        ),
-    ]
+    # Odoo 18 and 19 declare table constraints differently (tools/compat.py).
+    locals().update(
+        compat.sql_constraints(
+            (
+                "wamid_account_unique",
+                "UNIQUE(account_id, wamid)",
+                "A WhatsApp message id is stored once per account.",
+            ),
+        )
+    )
 
     def init(self):
         # The window query: last inbound message per account and number / user id.

@@ -1,5 +1,7 @@
 from odoo import fields, models
 
+from ..tools import compat
+
 
 class WhatsAppMessageStatus(models.Model):
     """One row per (message, Meta status): the database makes repeats no-ops."""
@@ -15,10 +17,13 @@ class WhatsAppMessageStatus(models.Model):
     status = fields.Char(required=True)
     status_date = fields.Datetime(help="Meta's timestamp of the status.")
 
-    _sql_constraints = [
-        (
-            "message_status_unique",
-            "UNIQUE(message_id, status)",
-            "A status is recorded once per message.",
-        ),
-    ]
+    # Odoo 18 and 19 declare table constraints differently (tools/compat.py).
+    locals().update(
+        compat.sql_constraints(
+            (
+                "message_status_unique",
+                "UNIQUE(message_id, status)",
+                "A status is recorded once per message.",
+            ),
+        )
+    )

@@ -24,6 +24,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.tools import format_date, format_datetime, formatLang, html2plaintext
 
+from ..tools import compat
 from ..wa_cloud import events as wa_events
 from ..wa_cloud.errors import WhatsAppError
 from .whatsapp_account import error_summary
@@ -300,18 +301,21 @@ class WhatsAppTemplate(models.Model):
     )
     preview = fields.Html(compute="_compute_preview")
 
-    _sql_constraints = [
-        (
-            "template_uid_unique",
-            "UNIQUE(account_id, template_uid)",
-            "A Meta template is stored once per account.",
-        ),
-        (
-            "name_language_unique",
-            "UNIQUE(account_id, name, language)",
-            "A template name and language pair is stored once per account.",
-        ),
-    ]
+    # Odoo 18 and 19 declare table constraints differently (tools/compat.py).
+    locals().update(
+        compat.sql_constraints(
+            (
+                "template_uid_unique",
+                "UNIQUE(account_id, template_uid)",
+                "A Meta template is stored once per account.",
+            ),
+            (
+                "name_language_unique",
+                "UNIQUE(account_id, name, language)",
+                "A template name and language pair is stored once per account.",
+            ),
+        )
+    )
 
     # ------------------------------------------------------------------ compute
 
@@ -933,13 +937,16 @@ class WhatsAppTemplateVariable(models.Model):
     sample = fields.Char(readonly=True, help="Meta's example value.")
     label = fields.Char(compute="_compute_label")
 
-    _sql_constraints = [
-        (
-            "placeholder_unique",
-            "UNIQUE(template_id, component, button_index, key)",
-            "A placeholder is mapped once per template.",
-        ),
-    ]
+    # Odoo 18 and 19 declare table constraints differently (tools/compat.py).
+    locals().update(
+        compat.sql_constraints(
+            (
+                "placeholder_unique",
+                "UNIQUE(template_id, component, button_index, key)",
+                "A placeholder is mapped once per template.",
+            ),
+        )
+    )
 
     @api.depends("component", "button_index", "key")
     def _compute_label(self):

@@ -9,6 +9,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
+from ..tools import compat
 from ..wa_cloud import events as wa_events
 from .whatsapp_message import _commit
 
@@ -64,13 +65,16 @@ class WhatsAppWebhookEvent(models.Model):
     ignored_count = fields.Integer(string="Ignored Items", readonly=True)
     summary = fields.Char(readonly=True, help="Fields and counts, without content.")
 
-    _sql_constraints = [
-        (
-            "payload_hash_unique",
-            "UNIQUE(account_id, payload_hash)",
-            "This webhook body was already received.",
-        ),
-    ]
+    # Odoo 18 and 19 declare table constraints differently (tools/compat.py).
+    locals().update(
+        compat.sql_constraints(
+            (
+                "payload_hash_unique",
+                "UNIQUE(account_id, payload_hash)",
+                "This webhook body was already received.",
+            ),
+        )
+    )
 
     # ------------------------------------------------------------------ intake
 
@@ -293,9 +297,16 @@ class WhatsAppWebhookRejection(models.Model):
     hour = fields.Datetime(required=True)
     count = fields.Integer(required=True, default=0)
 
-    _sql_constraints = [
-        ("account_hour_unique", "UNIQUE(account_id, hour)", "One counter per hour."),
-    ]
+    # Odoo 18 and 19 declare table constraints differently (tools/compat.py).
+    locals().update(
+        compat.sql_constraints(
+            (
+                "account_hour_unique",
+                "UNIQUE(account_id, hour)",
+                "One counter per hour.",
+            ),
+        )
+    )
 
     @api.model
     def _record(self, account):

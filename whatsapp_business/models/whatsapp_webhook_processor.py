@@ -5,6 +5,7 @@ from psycopg2 import IntegrityError
 from odoo import api, fields, models
 from odoo.tools import mute_logger
 
+from ..tools import compat
 from ..wa_cloud import events as wa_events
 from ..wa_cloud.errors import error_from_payload
 from ..wa_cloud.phone import canonical_e164, e164_variants
@@ -231,7 +232,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                     or item.username
                     or phone
                     or item.from_user_id,
-                    "mobile": phone or False,
+                    **compat.partner_phone_values(Partner, phone or False),
                     "company_id": account.company_id.id,
                     "whatsapp_user_id": item.from_user_id or False,
                 }

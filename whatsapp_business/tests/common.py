@@ -9,11 +9,14 @@ from odoo import Command
 from odoo.tests import TransactionCase, new_test_user
 from odoo.tools import config
 
+from ..tools.compat import ODOO_MAJOR
 from ..wa_cloud.client import CloudApiClient, PhoneNumberInfo, SendResult
 from ..wa_cloud.crypto import CONFIG_OPTION, ENV_VAR
 from ..wa_cloud.webhook import compute_signature
 
 PHONE_A = "+33612345678"
+# The mobile number of contacts and leads: Odoo 19 keeps a single "phone" field.
+MOBILE = "mobile" if ODOO_MAJOR < 19 else "phone"
 WA_ID_A = "33612345678"
 # CI=true (set by .ci/run): what cannot run there fails instead of skipping, and
 # random tests draw the same examples at every run.
@@ -77,13 +80,13 @@ class WhatsAppMixin:
             company_ids=[Command.set(cls.company_a.ids)],
         )
         cls.partner_a = cls.env["res.partner"].create(
-            {"name": "Amélie Dupont", "mobile": PHONE_A, "company_id": cls.company_a.id}
+            {"name": "Amélie Dupont", MOBILE: PHONE_A, "company_id": cls.company_a.id}
         )
         cls.lead_a = cls.env["crm.lead"].create(
             {
                 "name": "Roof repair",
                 "partner_id": cls.partner_a.id,
-                "mobile": PHONE_A,
+                MOBILE: PHONE_A,
                 "company_id": cls.company_a.id,
             }
         )

@@ -7,6 +7,7 @@ from odoo.tests import HttpCase, tagged
 from odoo.tools import mute_logger
 
 from .common import (
+    MOBILE,
     PHONE_A,
     WA_ID_A,
     WhatsAppMixin,
@@ -291,7 +292,7 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         partner = self.env["res.partner"].create(
             {
                 "name": "Lupita",
-                "mobile": "+52 55 8765 4321",
+                MOBILE: "+52 55 8765 4321",
                 "company_id": self.company_a.id,
             }
         )

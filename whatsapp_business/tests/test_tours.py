@@ -27,7 +27,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests import common as odoo_test_common
 from odoo.tests.common import ChromeBrowser
 
-from .common import IN_CI, PHONE_A, WA_ID_A, WhatsAppMixin, mock_gateway
+from .common import IN_CI, MOBILE, PHONE_A, WA_ID_A, WhatsAppMixin, mock_gateway
 
 try:
     import websocket
@@ -211,14 +211,14 @@ class TestTours(WhatsAppMixin, HttpCase):
             groups="sales_team.group_sale_salesman",
         )
         partner = self.env["res.partner"].create(
-            {"name": "Amélie Dupont", "mobile": PHONE_A}
+            {"name": "Amélie Dupont", MOBILE: PHONE_A}
         )
         lead = self.env["crm.lead"].create(
             {
                 "name": "Roof repair",
                 "type": "opportunity",
                 "partner_id": partner.id,
-                "mobile": PHONE_A,
+                MOBILE: PHONE_A,
                 "user_id": salesperson.id,
             }
         )

@@ -5,7 +5,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, tagged
 from odoo.tools.safe_eval import safe_eval
 
-from .common import PHONE_A, mock_gateway
+from .common import MOBILE, PHONE_A, mock_gateway
 from .test_whatsapp_template import ORDER_UPDATE, TemplateCase, meta_template
 
 PHONE_B = "+33698765432"
@@ -208,11 +208,13 @@ class TestWhatsAppComposer(TemplateCase):
 
     def test_several_records_invalid_numbers_listed_and_skipped(self):
         partner_b = self.env["res.partner"].create(
-            {"name": "Bruno Martin", "mobile": PHONE_B}
+            {"name": "Bruno Martin", MOBILE: PHONE_B}
         )
         lead_b = self.create_lead(name="Solar panels", partner_id=partner_b.id)
         lead_none = self.create_lead(name="No number", type="lead")
-        lead_bad = self.create_lead(name="Bad number", mobile="12", contact_name="Carl")
+        lead_bad = self.create_lead(
+            name="Bad number", **{MOBILE: "12"}, contact_name="Carl"
+        )
         leads = self.lead_a | lead_b | lead_none | lead_bad
         composer = self.composer(leads, mode="template")
         self.assertFalse(composer.single)
@@ -252,10 +254,10 @@ class TestWhatsAppComposer(TemplateCase):
         self.assertIn("not a valid", by_lead[lead_bad.id].failure_title)
 
     def test_several_records_missing_value_fails_that_one(self):
-        partner_b = self.env["res.partner"].create({"name": "Bruno", "mobile": PHONE_B})
+        partner_b = self.env["res.partner"].create({"name": "Bruno", MOBILE: PHONE_B})
         lead_b = self.create_lead(name="Solar panels", partner_id=partner_b.id)
         # A lead with a number but no partner: {{1}} would be empty.
-        lead_c = self.create_lead(name="Direct", mobile="+33611223344")
+        lead_c = self.create_lead(name="Direct", **{MOBILE: "+33611223344"})
         composer = self.composer(self.lead_a | lead_b | lead_c, mode="template")
         composer.template_id = self.template
         self.assertIn("empty", str(composer.recipients_summary))
@@ -277,7 +279,7 @@ class TestWhatsAppComposer(TemplateCase):
             composer.action_send()
         self.assertFalse(self.messages_for(self.lead_a))
 
-        partner_b = self.env["res.partner"].create({"name": "Bruno", "mobile": PHONE_B})
+        partner_b = self.env["res.partner"].create({"name": "Bruno", MOBILE: PHONE_B})
         lead_b = self.create_lead(name="Other", partner_id=partner_b.id)
         composer = self.composer(self.lead_a | lead_b, mode="template")
         composer.template_id = self.template

@@ -9,7 +9,7 @@ from odoo.tools import mute_logger
 
 from ..wa_cloud.client import CloudApiClient
 from ..wa_cloud.errors import ConnectError, ReadTimeoutError, error_from_response
-from .common import PHONE_A, WhatsAppCase, mock_gateway
+from .common import MOBILE, PHONE_A, WhatsAppCase, mock_gateway
 
 
 def meta_error(status, code, title="Error", details=""):
@@ -114,7 +114,7 @@ class TestMessageQueue(WhatsAppCase):
         self.account_a.rate_limit = 400
         self.account_a.max_concurrency = 8
         partners = self.env["res.partner"].create(
-            [{"name": f"Client {i}", "mobile": f"+3361000{i:04d}"} for i in range(1000)]
+            [{"name": f"Client {i}", MOBILE: f"+3361000{i:04d}"} for i in range(1000)]
         )
         self.env["whatsapp.message"].create(
             [
@@ -122,7 +122,7 @@ class TestMessageQueue(WhatsAppCase):
                     "account_id": self.account_a.id,
                     "direction": "inbound",
                     "state": "received",
-                    "phone": partner.mobile,
+                    "phone": partner[MOBILE],
                     "received_date": self.env.cr.now(),
                     "wamid": f"wamid.IN-BULK-{partner.id}",
                 }
@@ -132,7 +132,7 @@ class TestMessageQueue(WhatsAppCase):
         messages = self.env["whatsapp.message"]._queue_outbound(
             self.account_a,
             [
-                {"record": p, "partner": p, "phone": p.mobile, "body": "Promo"}
+                {"record": p, "partner": p, "phone": p[MOBILE], "body": "Promo"}
                 for p in partners
             ],
         )

@@ -9,6 +9,8 @@ from odoo import Command, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools.mimetypes import guess_mimetype
 
+from ..tools import compat
+
 _logger = logging.getLogger(__name__)
 
 MAX_TEXT = 4096
@@ -309,16 +311,9 @@ class WhatsAppComposer(models.TransientModel):
             if field and record._fields[field].type == "char":
                 number = record[field]
             elif not field or record._fields[field].type != "many2one":
-                number = next(
-                    (
-                        record[f]
-                        for f in ("mobile", "phone")
-                        if f in record._fields and record[f]
-                    ),
-                    False,
-                )
+                number = compat.partner_number(record)
             if not number and partner:
-                number = partner.mobile or partner.phone
+                number = compat.partner_number(partner)
                 source = partner
             phone = number and source._phone_format(number=number, force_format="E164")
             reason = False

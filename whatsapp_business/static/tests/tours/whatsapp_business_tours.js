@@ -1,7 +1,6 @@
 /** @odoo-module **/
 
 import { registry } from "@web/core/registry";
-import { stepUtils } from "@web_tour/tour_service/tour_utils";
 
 /*
  * Browser tours of whatsapp_business, run by whatsapp_business/tests/test_tours.py.
@@ -53,18 +52,44 @@ function screenshotStep(name, trigger, options = {}) {
     };
 }
 
+// Plain steps instead of web_tour's stepUtils, whose module moved between Odoo 18
+// and 19: the addon serves both. Same triggers as stepUtils in community.
+const OPEN_CRM_STEPS = [
+    {
+        content: "Open the apps menu",
+        trigger: ".o_navbar_apps_menu button:enabled",
+        run: "click",
+    },
+    {
+        content: "Open the CRM app",
+        trigger: '.o_app[data-menu-xmlid="crm.crm_menu_root"]',
+        run: "click",
+    },
+];
+const SAVE_FORM_STEPS = [
+    {
+        content: "Save the form",
+        trigger: ".o_form_button_save:enabled",
+        run: "click",
+    },
+    {
+        content: "Wait until it is saved",
+        trigger: ".o_form_readonly, .o_form_saved",
+    },
+];
+
 registry.category("web_tour.tours").add("whatsapp_business_admin_account_tour", {
     url: "/odoo",
     steps: () => [
-        ...stepUtils.goToAppSteps("crm.crm_menu_root", "Open the CRM app"),
+        ...OPEN_CRM_STEPS,
         {
             content: "Open the Configuration menu",
-            trigger: ".o_main_navbar button[data-menu-xmlid='crm.crm_menu_config']",
+            trigger: ".o_main_navbar [data-menu-xmlid='crm.crm_menu_config']",
             run: "click",
         },
         {
             content: "Open WhatsApp > Accounts",
-            trigger: ".dropdown-item[data-menu-xmlid='whatsapp_business.whatsapp_account_menu']",
+            trigger: ".o-dropdown--menu [data-menu-xmlid='whatsapp_business.whatsapp_account_menu']",
             run: "click",
         },
         {
@@ -97,7 +122,7 @@ registry.category("web_tour.tours").add("whatsapp_business_admin_account_tour", 
             trigger: ".o_field_widget[name=app_secret] input[type=password]",
             run: "edit tour-app-secret",
         },
-        ...stepUtils.saveForm(),
+        ...SAVE_FORM_STEPS,
         {
             content: "The access token is stored",
             trigger: ".o_field_widget[name=access_token_set] input:checked",
@@ -202,7 +227,7 @@ registry.category("web_tour.tours").add("whatsapp_business_admin_account_tour", 
 registry.category("web_tour.tours").add("whatsapp_business_salesperson_tour", {
     url: "/odoo",
     steps: () => [
-        ...stepUtils.goToAppSteps("crm.crm_menu_root", "Open the CRM pipeline"),
+        ...OPEN_CRM_STEPS,
         {
             content: "Open the opportunity",
             trigger: ".o_kanban_record:contains('Roof repair')",

@@ -1,0 +1,98 @@
+"""Everything that differs between Odoo 18.0 and 19.0, in one place.
+
+The addon installs from the same files on both series; each difference is chosen
+here from ``odoo.release.version_info`` or from the fields that exist, never by
+copying code. Keep this module small: a helper per difference, with the reason.
+"""
+
+from odoo import Command, api, models, release
+
+try:  # Odoo 19 moved the RPC dispatcher out of odoo.api
+    from odoo.service.model import call_kw
+except ImportError:
+    call_kw = api.call_kw
+
+
+def is_model_method(method):
+    """Whether RPC calls `method` without record ids (``@api.model``)."""
+    return getattr(method, "_api", None) == "model" or getattr(
+        method, "_api_model", False
+    )
+
+
+ODOO_MAJOR = release.version_info[0]
+
+
+def sql_constraints(*constraints):
+    """Class attributes declaring table constraints, from (name, definition, message).
+
+    Odoo 18 reads ``_sql_constraints``; Odoo 19 ignores it (with a warning) and reads
+    ``models.Constraint`` attributes instead. Both create the same PostgreSQL
+    constraint, ``<table>_<name>``, so a database upgraded from 18 keeps it. Use it
+    in a model's class body:
+    ``locals().update(compat.sql_constraints(("name", "UNIQUE(x)", "Message."), ...))``
+    """
+    if hasattr(models, "Constraint"):
+        return {
+            f"_{name}": models.Constraint(definition, message)
+            for name, definition, message in constraints
+        }
+    return {"_sql_constraints": list(constraints)}
+
+
+def partner_number_fields(model):
+    """The phone fields of a contact or lead, most mobile-like first.
+
+    Odoo 19 dropped ``mobile`` from contacts and leads: ``phone`` is the one number.
+    """
+    return [name for name in ("mobile", "phone") if name in model._fields]
+
+
+def partner_number(record):
+    """The first number set on a contact or lead."""
+    for name in partner_number_fields(record):
+        if record[name]:
+            return record[name]
+    return False
+
+
+def partner_phone_values(model, number):
+    """Values that store `number` as the contact's (or lead's) mobile number."""
+    return {partner_number_fields(model)[0]: number}
+
+
+def setup_groups(env, category_xmlid, groups_xmlids, admin_group_xmlid, actions):
+    """Link the addon's groups to their category and the actions to their groups.
+
+    Odoo 18 puts groups in an ``ir.module.category`` (``category_id``) and names the
+    many2manys ``users`` / ``groups_id``; Odoo 19 puts them in a
+    ``res.groups.privilege`` (``privilege_id``) and names them ``user_ids`` /
+    ``group_ids``. XML data cannot say both, so the data files call this.
+    """
+    Groups = env["res.groups"]
+    category = env.ref(category_xmlid)
+    groups = Groups.browse([env.ref(xmlid).id for xmlid in groups_xmlids])
+    if "privilege_id" in Groups._fields:
+        privilege_xmlid = category_xmlid.replace(
+            "module_category_", "res_groups_privilege_"
+        )
+        privilege = env.ref(privilege_xmlid, raise_if_not_found=False)
+        if not privilege:
+            privilege = env["res.groups.privilege"].create(
+                {"name": category.name, "category_id": category.id, "sequence": 30}
+            )
+            env["ir.model.data"]._update_xmlids(
+                [{"xml_id": privilege_xmlid, "record": privilege}]
+            )
+        groups.write({"privilege_id": privilege.id})
+    else:
+        groups.write({"category_id": category.id})
+    users_field = "user_ids" if "user_ids" in Groups._fields else "users"
+    admins = env.ref("base.user_root") | env.ref("base.user_admin")
+    env.ref(admin_group_xmlid).write(
+        {users_field: [Command.link(user.id) for user in admins]}
+    )
+    for action_xmlid, group_xmlid in actions:
+        action = env.ref(action_xmlid)
+        field = "group_ids" if "group_ids" in action._fields else "groups_id"
+        action.write({field: [Command.set(env.ref(group_xmlid).ids)]})
