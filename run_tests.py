@@ -12,13 +12,19 @@ Phases (each one reports its own passed / failed / skipped figures by name):
 3. with ``--odoo-runner``: Odoo's own test runner (``--test-enable``) on a second
    fresh database, which must run at least one test, fail none and log no warning.
 
+Phases 2 and 3 run with the Odoo that ``python3`` imports (18.0 or 19.0), then once
+more with the interpreter named by ``ODOO19_PYTHON`` when it is set (an Odoo 19
+install beside the project): each series' phases are named after it ("odoo 19
+install"...). With CI=true both Odoo 18 and Odoo 19 are required.
+
 Without Odoo or PostgreSQL the Odoo phases are skipped with a loud banner, unless the
 environment says CI=true, where that is an error. A table of every phase's figures
 comes before the last line, ``N passed, N failed, N skipped``, which counts each test
-once: the addon's Odoo tests run twice (pytest-odoo, then Odoo's runner), so they are
-merged by test id and each keeps its worst outcome (failed, then skipped, then
-passed). Failed harness checks (unclean install log, no test ran...) are added as
-failures. Exit status 0 only when nothing failed.
+once per Odoo series: the addon's Odoo tests run twice (pytest-odoo, then Odoo's
+runner), so they are merged by test id and each keeps its worst outcome (failed,
+then skipped, then passed); the same test on Odoo 18 and on Odoo 19 counts twice,
+once per series. Failed harness checks (unclean install log, no test ran...) are
+added as failures. Exit status 0 only when nothing failed.
 
 Standard library only: it must run before anything is installed.
 """
@@ -48,8 +54,10 @@ TEST_MODULES = f"{ADDON},base_automation"
 PURE_TESTS = "tests"
 E2E_TESTS = os.path.join("tests", "e2e")
 PYTHON = sys.executable
-# The addon's Odoo tests; Odoo's runner (--odoo-runner) runs them a second time.
-ODOO_TESTS_PHASE = "odoo tests (pytest-odoo)"
+# The Odoo series the addon supports; with CI=true, each must be tested.
+SUPPORTED_MAJORS = (18, 19)
+# Interpreter of a second Odoo install (Odoo 19), tested in the same run.
+SECOND_PYTHON_ENV = "ODOO19_PYTHON"
 INSTALL_TIMEOUT = 1800  # seconds, per Odoo command
 PYTEST_TIMEOUT = 3600
 
@@ -238,8 +246,9 @@ class Totals:
             if phase.rerun_of
         )
         text = (
-            "The closing line counts each test once, over all the phases above."
-            f"{reruns} Failed harness checks count as failures."
+            "The closing line counts each test once per Odoo series, over all the "
+            f"phases above.{reruns} A test run on Odoo 18 and on Odoo 19 counts "
+            "once for each. Failed harness checks count as failures."
         )
         print(textwrap.indent(textwrap.fill(text, 74), "    "), flush=True)
 
@@ -334,12 +343,20 @@ def stream(cmd, env, timeout, drop=None):
 
 
 def run_pytest(
-    totals, name, args, workdir, env=None, selecting=False, drop=None, test_id=None
+    totals,
+    name,
+    args,
+    workdir,
+    env=None,
+    selecting=False,
+    drop=None,
+    test_id=None,
+    python=PYTHON,
 ):
     """Run pytest and record its outcomes; a run where no test ran is a failure."""
     report = os.path.join(workdir, re.sub(r"\W+", "_", name).strip("_") + ".xml")
     cmd = [
-        PYTHON,
+        python,
         "-m",
         "pytest",
         "--continue-on-collection-errors",
@@ -426,10 +443,13 @@ def tail(path, count=40):
 class OdooEnv:
     """Everything the Odoo phases share: config file, key, database connection."""
 
-    def __init__(self, workdir, addons, db_args):
+    def __init__(self, workdir, addons, db_args, python, major):
         self.workdir = workdir
         self.addons_path = ",".join(addons)
         self.db_args = db_args
+        self.python = python
+        self.major = major
+        self.label = f"odoo {major}"
         # A Fernet key is 32 random bytes, urlsafe base64 encoded.
         self.key = base64.urlsafe_b64encode(os.urandom(32)).decode()
         self.config = os.path.join(workdir, "odoo.conf")
@@ -442,10 +462,14 @@ class OdooEnv:
             f"db_user = {db_args.get('user', '')}",
             f"db_password = {db_args.get('password', 'False')}",
             "http_interface = 127.0.0.1",
-            "without_demo = all",
+            # "True" means no demo data to Odoo 18 and 19 alike ("all" is 18's).
+            "without_demo = True",
             "list_db = False",
-            f"whatsapp_encryption_key = {self.key}",
         ]
+        if major < 19:
+            # Odoo 19 warns about options it does not know in the file: there the
+            # key travels in the environment only (WHATSAPP_ENCRYPTION_KEY below).
+            lines.append(f"whatsapp_encryption_key = {self.key}")
         with open(self.config, "w", encoding="utf-8") as conf:
             conf.write("\n".join(lines) + "\n")
         self.env = dict(os.environ, WHATSAPP_ENCRYPTION_KEY=self.key)
@@ -454,7 +478,7 @@ class OdooEnv:
         """Run the Odoo CLI into a log file; returns (returncode, log path) or None."""
         log = os.path.join(self.workdir, re.sub(r"\W+", "_", name).strip("_") + ".log")
         cmd = [
-            PYTHON,
+            self.python,
             "-m",
             "odoo",
             "-c",
@@ -508,7 +532,7 @@ class OdooEnv:
 
     def drop(self, db):
         proc = subprocess.run(
-            [PYTHON, "-c", DROP_DB, json.dumps(self.db_args), db],
+            [self.python, "-c", DROP_DB, json.dumps(self.db_args), db],
             capture_output=True,
             text=True,
             timeout=300,
@@ -571,7 +595,7 @@ def odoo_class_id(path):
 
 def odoo_runner(totals, odoo_env, db, rerun_of):
     """Odoo's own test runner on a fresh database: tests must run and all pass."""
-    name = "odoo runner"
+    name = f"{odoo_env.label} runner"
     result = odoo_env.odoo(
         totals,
         name,
@@ -584,7 +608,7 @@ def odoo_runner(totals, odoo_env, db, rerun_of):
             f"/{ADDON}",
             "--stop-after-init",
             "--log-level=test",
-            "--without-demo=all",
+            "--without-demo=True",
         ],
     )
     if result is None:
@@ -656,14 +680,16 @@ def has_test_files(directory):
     )
 
 
-def odoo_phases(totals, args, probe, db_args):
+def odoo_phases(totals, args, probe, db_args, python):
     workdir = tempfile.mkdtemp(prefix="wab_test_")
     addons = probe["addons"] + [str(ROOT)]
     extra = os.environ.get("WAB_EXTRA_ADDONS_PATH")
     if extra:
         addons += [path for path in extra.split(",") if path]
-    odoo_env = OdooEnv(workdir, addons, db_args)
-    stamp = f"{os.getpid()}_{int(time.time())}"
+    odoo_env = OdooEnv(workdir, addons, db_args, python, probe["major"])
+    label = odoo_env.label
+    tests_phase = f"{label} tests (pytest-odoo)"
+    stamp = f"{probe['major']}_{os.getpid()}_{int(time.time())}"
     db = f"wab_test_{stamp}"
     created = []
     keep_tmp = args.keep_db
@@ -671,18 +697,18 @@ def odoo_phases(totals, args, probe, db_args):
         created.append(db)
         installed = odoo_env.clean_run(
             totals,
-            "odoo install",
+            f"{label} install",
             db,
             [
                 "-i",
                 TEST_MODULES,
                 "--stop-after-init",
-                "--without-demo=all",
+                "--without-demo=True",
             ],
         )
         if installed:
             odoo_env.clean_run(
-                totals, "odoo upgrade", db, ["-u", ADDON, "--stop-after-init"]
+                totals, f"{label} upgrade", db, ["-u", ADDON, "--stop-after-init"]
             )
             missing = unimported_test_modules()
             if missing:
@@ -694,7 +720,7 @@ def odoo_phases(totals, args, probe, db_args):
             kflag = ["-k", args.k] if args.k else []
             run_pytest(
                 totals,
-                ODOO_TESTS_PHASE,
+                tests_phase,
                 [
                     "-p",
                     "no:cacheprovider",
@@ -713,17 +739,18 @@ def odoo_phases(totals, args, probe, db_args):
                 selecting=selecting,
                 drop=is_import_noise,
                 test_id=pytest_odoo_test_id,
+                python=python,
             )
             if has_test_files(ROOT / E2E_TESTS):
                 env = dict(
                     odoo_env.env,
                     ODOO_TEST_CONFIG=odoo_env.config,
                     ODOO_TEST_DATABASE=db,
-                    ODOO_TEST_PYTHON=PYTHON,
+                    ODOO_TEST_PYTHON=python,
                 )
                 run_pytest(
                     totals,
-                    "e2e tests",
+                    f"{label} e2e tests",
                     [
                         "-p",
                         "no:odoo",
@@ -745,7 +772,7 @@ def odoo_phases(totals, args, probe, db_args):
         if args.odoo_runner:
             db2 = f"wab_runner_{stamp}"
             created.append(db2)
-            odoo_runner(totals, odoo_env, db2, rerun_of=ODOO_TESTS_PHASE)
+            odoo_runner(totals, odoo_env, db2, rerun_of=tests_phase)
     except KeyboardInterrupt:
         totals.fail("interrupted")
     finally:
@@ -769,15 +796,18 @@ def db_connection_args():
     return args
 
 
-def probe_odoo(db_args):
-    proc = subprocess.run(
-        [PYTHON, "-c", PROBE, json.dumps(db_args)],
-        capture_output=True,
-        text=True,
-        cwd=tempfile.gettempdir(),
-        timeout=120,
-        check=False,
-    )
+def probe_odoo(db_args, python=PYTHON):
+    try:
+        proc = subprocess.run(
+            [python, "-c", PROBE, json.dumps(db_args)],
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+            timeout=120,
+            check=False,
+        )
+    except OSError as exc:
+        return {"odoo": None, "error": f"cannot run {python}: {exc}"}
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -836,28 +866,53 @@ def main(argv=None):
         print("\n==> Odoo phases not run (--pure-only)", flush=True)
     else:
         db_args = db_connection_args()
-        probe = probe_odoo(db_args)
-        reason = probe.get("error")
-        if not reason and probe.get("major") != 18:
-            reason = f"Odoo {probe.get('odoo')} found, this addon needs Odoo 18"
-        if not reason and probe.get("pg"):
-            where = f"{db_args['user']}@{db_args['host']}:{db_args['port']}"
-            reason = f"PostgreSQL does not answer at {where} ({probe['pg']})"
-        if not reason and not probe.get("pytest_odoo"):
-            reason = (
-                "pytest-odoo is not installed (pip install -r test-requirements.txt)"
-            )
-        if reason:
-            banner(f"ODOO TESTS SKIPPED: {reason}")
-            if in_ci:
-                totals.fail(f"CI=true and the Odoo tests cannot run: {reason}")
-        else:
+        interpreters = [("python3", PYTHON)]
+        second = os.environ.get(SECOND_PYTHON_ENV)
+        if second:
+            interpreters.append((SECOND_PYTHON_ENV, second))
+        tested = set()
+        for origin, python in interpreters:
+            probe = probe_odoo(db_args, python)
+            reason = probe.get("error")
+            if not reason and probe.get("major") not in SUPPORTED_MAJORS:
+                reason = (
+                    f"Odoo {probe.get('odoo')} found, this addon needs Odoo "
+                    + " or ".join(f"{major}.0" for major in SUPPORTED_MAJORS)
+                )
+            if not reason and probe.get("major") in tested:
+                reason = f"Odoo {probe['major']} is tested already"
+            if not reason and probe.get("pg"):
+                where = f"{db_args['user']}@{db_args['host']}:{db_args['port']}"
+                reason = f"PostgreSQL does not answer at {where} ({probe['pg']})"
+            if not reason and not probe.get("pytest_odoo"):
+                reason = (
+                    "pytest-odoo is not installed "
+                    "(pip install -r test-requirements.txt)"
+                )
+            if reason:
+                banner(f"ODOO TESTS SKIPPED ({origin} = {python}): {reason}")
+                if in_ci:
+                    totals.fail(f"CI=true and the Odoo tests cannot run: {reason}")
+                continue
             print(
-                f"\n==> Odoo {probe['odoo']} with PostgreSQL at "
-                f"{db_args['host']}:{db_args['port']}",
+                f"\n==> Odoo {probe['odoo']} ({origin} = {python}) with PostgreSQL "
+                f"at {db_args['host']}:{db_args['port']}",
                 flush=True,
             )
-            odoo_phases(totals, args, probe, db_args)
+            tested.add(probe["major"])
+            odoo_phases(totals, args, probe, db_args, python)
+        missing = [major for major in SUPPORTED_MAJORS if major not in tested]
+        if missing and tested:
+            names = ", ".join(f"Odoo {major}" for major in missing)
+            hint = (
+                f"set {SECOND_PYTHON_ENV} to the python of an Odoo 19 install"
+                if 19 in missing
+                else "run with the python of an Odoo 18 install"
+            )
+            if in_ci:
+                totals.fail(f"CI=true and {names} was not tested ({hint})")
+            else:
+                banner(f"{names.upper()} NOT TESTED: {hint}", char="!")
 
     heading("timings")
     for phase, seconds in totals.timings:
