@@ -89,7 +89,7 @@ class TestWhatsAppServerAction(TemplateCase):
         lead.partner_id = partner_b
         if MOBILE != "phone":
             # Odoo 19 has only "phone", which a lead shares with its contact.
-            lead.mobile = PHONE_A
+            lead[MOBILE] = PHONE_A
         action.whatsapp_recipient_field = "partner_id"
         self.run_action(action, lead)
         message = self.messages_for(lead)
