@@ -59,7 +59,8 @@ try:
     from odoo import release
     out["odoo"] = release.version
     out["major"] = release.version_info[0]
-    root = os.path.dirname(os.path.abspath(odoo.__file__))
+    # Odoo 19's odoo is a namespace package: no __file__, one __path__ entry.
+    root = os.path.abspath(list(odoo.__path__)[0])
     for path in (os.path.join(root, "..", "addons"), os.path.join(root, "addons")):
         path = os.path.abspath(path)
         if os.path.isdir(path) and path not in out["addons"]:
