@@ -304,7 +304,7 @@ def test_mark_as_read_is_retried_on_5xx_unlike_sends(client, mock, fake_time):
             graph_error(131047, "(#131047) Re-engagement message"),
             ReengagementRequiredError,
         ),
-        (graph_error(100, "Invalid parameter", subcode=33), InvalidRequestError),
+        (graph_error(100, "Invalid parameter"), InvalidRequestError),
         ({"body": "<html><body>Bad Gateway</body></html>", "status": 502}, ServerError),
         ({"body": "", "status": 503}, ServerError),
     ],

@@ -40,6 +40,8 @@ __all__ = [
     "MediaInfo",
     "PhoneNumberInfo",
     "SendResult",
+    "normalize_api_version",
+    "normalize_base_url",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -151,6 +153,20 @@ def _opt_int(value):
         return None if value is None else int(value)
     except (TypeError, ValueError):
         return None
+
+
+def normalize_base_url(base_url):
+    """The Graph base URL as the client uses it; ValueError when unusable."""
+    base = str(base_url or "").strip().rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"invalid base_url {base_url!r}")
+    return base
+
+
+def normalize_api_version(version):
+    """The Graph API version as the client uses it; ValueError when refused."""
+    return _normalize_version(version)
 
 
 def _normalize_version(version):
@@ -270,9 +286,7 @@ class CloudApiClient:
     ):
         if not access_token or not str(access_token).strip():
             raise ValueError("a WhatsApp access token is required")
-        base = str(base_url or "").strip().rstrip("/")
-        if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).netloc:
-            raise ValueError(f"invalid base_url {base_url!r}")
+        base = normalize_base_url(base_url)
         self._access_token = str(access_token).strip()
         self.phone_number_id = _opt_str(phone_number_id)
         self.waba_id = _opt_str(waba_id)

@@ -1,0 +1,409 @@
+"""The send engine of one number: pacing, requests in flight, outcome of each send.
+
+The caller hands a list of :class:`SendJob` to :meth:`Sender.run` and reads the
+outcomes as they come, in its own thread (the Odoo side writes them to the
+database there). The engine:
+
+- starts sends on an even grid of ``rate`` per second, never more than ``rate``
+  in any window (:class:`~.ratelimit.SlidingWindowLimiter`);
+- keeps as many requests in flight as the observed latency needs to reach the
+  rate (rate x latency, with headroom), never more than ``max_in_flight``;
+- turns each answer into one :class:`Outcome` (:func:`decide`): sent, failed,
+  retry at a later time, or hold the account;
+- stops starting sends at the first error that would fail every send of the
+  account (:func:`~.errors.holds_account`); what was not started comes back as
+  ``requeue``.
+"""
+
+import logging
+import math
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .errors import (
+    PAIR_RATE_LIMIT_DELAY,
+    ConnectError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    WhatsAppError,
+    holds_account,
+)
+from .ratelimit import SlidingWindowLimiter
+from .retry import RetryPolicy
+
+__all__ = [
+    "FAILED",
+    "HOLD",
+    "REQUEUE",
+    "RETRY",
+    "SENT",
+    "InFlightController",
+    "Outcome",
+    "SendJob",
+    "SendSettings",
+    "Sender",
+    "decide",
+    "perform",
+]
+
+_logger = logging.getLogger(__name__)
+
+SENT = "sent"  # Meta accepted it: ``result`` holds the wamid
+FAILED = "failed"  # final; ``reason`` says why when the error alone does not
+RETRY = "retry"  # refused without sending: try again ``delay`` seconds from now
+HOLD = "hold"  # refused for an account-level reason: back to the queue, untouched
+REQUEUE = "requeue"  # not attempted (the engine stopped) or an unexpected error
+
+# Reasons the error alone does not tell; the caller words them for users.
+MAYBE_SENT = "maybe_sent"  # no answer: Meta may have sent it, never resent
+RATE_LIMIT_EXHAUSTED = "rate_limit_exhausted"
+UNEXPECTED = "unexpected"  # a bug or a broken job: ``error`` is not a WhatsAppError
+NOT_ATTEMPTED = "not_attempted"
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """The knobs of one number's queue (the account's settings)."""
+
+    rate: int = 80
+    max_in_flight: int = 100
+    max_retries: int = 5  # connect failures and Meta server errors
+    rate_limit_retries: int = 8  # refusals 130429 / 131056 / 4 / 80007
+
+    def __post_init__(self):
+        if self.rate < 1 or self.max_in_flight < 1:
+            raise ValueError("rate and max_in_flight must be at least 1")
+
+
+@dataclass
+class SendJob:
+    """One message to send: ``spec`` says what (see :func:`perform`)."""
+
+    key: object
+    spec: dict
+    attempts: int = 0  # earlier attempts of this message (its retry count)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: object
+    kind: str
+    result: object = None
+    error: BaseException | None = None
+    delay: float = 0.0
+    reason: str | None = None
+    attempts: int = 0  # attempts made, this one included
+    latency: float | None = field(default=None, compare=False)
+
+
+def _may_resend(error):
+    """Resend only what surely did not go out: a send has no idempotency key.
+
+    A connect failure never reached Meta; a Meta error object with a server code
+    (1, 2, 131000...) says Meta did not send it. A proxy's HTML 5xx or a dropped
+    connection may hide an accepted send.
+    """
+    if isinstance(error, ConnectError):
+        return True
+    return isinstance(error, ServerError) and error.code is not None
+
+
+def decide(key, error, attempts, settings, policy):
+    """The outcome of a send refused with ``error`` after ``attempts`` attempts.
+
+    The one place where an error becomes sent / failed / retry / hold.
+    """
+    if not isinstance(error, WhatsAppError):
+        return Outcome(key, REQUEUE, error=error, reason=UNEXPECTED, attempts=attempts)
+    if holds_account(error):
+        return Outcome(key, HOLD, error=error, attempts=attempts)
+    if isinstance(error, RateLimitError):
+        if attempts > settings.rate_limit_retries:
+            return Outcome(
+                key, FAILED, error=error, reason=RATE_LIMIT_EXHAUSTED, attempts=attempts
+            )
+        delay = policy.delay(attempts, error)
+        if error.code == 131056:
+            # Only this recipient waits; the number keeps sending to the others.
+            delay = max(delay, PAIR_RATE_LIMIT_DELAY)
+        return Outcome(key, RETRY, error=error, delay=delay, attempts=attempts)
+    if _may_resend(error) and attempts <= settings.max_retries:
+        delay = policy.delay(attempts, error)
+        return Outcome(key, RETRY, error=error, delay=delay, attempts=attempts)
+    if isinstance(error, TransportError) and not isinstance(error, ConnectError):
+        return Outcome(key, FAILED, error=error, reason=MAYBE_SENT, attempts=attempts)
+    return Outcome(key, FAILED, error=error, attempts=attempts)
+
+
+def perform(client, spec, before_send=None):
+    """Run one job ``spec`` on ``client``; returns the client's SendResult.
+
+    ``spec`` keys: ``to``, ``type``, ``callback`` and, by type, ``body`` (text),
+    ``template_name``/``language``/``components`` (template) or
+    ``content``/``mime_type``/``filename``/``caption`` (media, uploaded first).
+    ``before_send`` is called right before the send request (not the upload).
+    """
+    kind = spec["type"]
+    if kind == "template":
+        if before_send:
+            before_send()
+        return client.send_template(
+            spec["to"],
+            spec["template_name"],
+            spec["language"],
+            components=spec.get("components"),
+            biz_opaque_callback_data=spec.get("callback"),
+        )
+    if "content" in spec:
+        media_id = client.upload_media(
+            spec["content"], spec["mime_type"], spec["filename"]
+        )
+        if before_send:
+            before_send()
+        return client.send_media(
+            spec["to"],
+            kind,
+            media_id=media_id,
+            caption=spec.get("caption") if kind != "audio" else None,
+            filename=spec.get("filename") if kind == "document" else None,
+            biz_opaque_callback_data=spec.get("callback"),
+        )
+    if before_send:
+        before_send()
+    return client.send_text(
+        spec["to"],
+        spec.get("body") or "",
+        biz_opaque_callback_data=spec.get("callback"),
+    )
+
+
+class InFlightController:
+    """How many requests may be in flight: enough for ``rate`` at the latency seen.
+
+    Little's law: ``rate`` sends per second that each take ``latency`` seconds
+    need ``rate x latency`` requests in flight. The estimate follows the recent
+    latencies (moving average, quick to rise, slow to fall) with some headroom,
+    never above ``ceiling`` (threads and sockets are not free, and a Graph that
+    slows down to a crawl must not get hundreds of waiting requests).
+    """
+
+    HEADROOM = 1.25
+
+    def __init__(self, rate, ceiling, initial_latency=1.0):
+        self.rate = rate
+        self.ceiling = max(1, int(ceiling))
+        self.latency = float(initial_latency)
+        self._lock = threading.Lock()
+
+    def observe(self, seconds):
+        with self._lock:
+            weight = 0.3 if seconds > self.latency else 0.05
+            self.latency += weight * (seconds - self.latency)
+
+    @property
+    def limit(self):
+        # Rounded first: float noise must not add a request.
+        wanted = math.ceil(round(self.rate * self.latency * self.HEADROOM, 3)) + 1
+        return max(1, min(self.ceiling, wanted))
+
+
+class Sender:
+    """Sends the jobs of one number; one instance per account and run.
+
+    ``client_factory()`` builds a client (one per worker thread: ``requests``
+    sessions are not shared between threads). ``limiter`` and ``policy`` are
+    injectable for tests; the limiter outlives a run when the caller keeps the
+    sender for the next batch of jobs.
+    """
+
+    FLUSH_EVERY = 0.1  # seconds: outcomes are handed over at least this often
+    FLUSH_SIZE = 20
+
+    def __init__(
+        self,
+        client_factory,
+        settings,
+        *,
+        limiter=None,
+        policy=None,
+        controller=None,
+        clock=time.monotonic,
+        sleep=time.sleep,
+    ):
+        self.client_factory = client_factory
+        self.settings = settings
+        self.limiter = limiter or SlidingWindowLimiter(settings.rate)
+        # Rate-limit refusals back off from 1 s, doubling; others from 0.5 s.
+        self.policy = policy or RetryPolicy(
+            max_attempts=max(settings.max_retries, settings.rate_limit_retries) + 1,
+            base_delay=1.0,
+            max_delay=300.0,
+            max_retry_after=300.0,
+        )
+        self.controller = controller or InFlightController(
+            settings.rate, settings.max_in_flight
+        )
+        self.clock = clock
+        self.sleep = sleep
+        self.hold_error = None  # the first account-level error seen
+        self.peak_in_flight = 0
+        self.dispatched = set()  # keys whose request was started
+
+    @property
+    def held(self):
+        return self.hold_error is not None
+
+    def drain(self):
+        """Wait until no send of ours is left in the window (hand-over to another)."""
+        self.limiter.drain()
+
+    def run(self, jobs):
+        """Send ``jobs``; yield lists of outcomes, one per job in all.
+
+        Stopping early (closing the generator) stops starting new sends and
+        waits for the requests in flight; their outcomes are then dropped.
+        """
+        jobs = list(jobs)
+        if not jobs:
+            return
+        run = _Run(self, jobs)
+        run.start()
+        pending = len(jobs)
+        try:
+            batch, flushed = [], time.monotonic()
+            while pending:
+                try:
+                    outcome = run.results.get(timeout=self.FLUSH_EVERY)
+                except queue.Empty:
+                    outcome = None
+                if outcome is not None:
+                    batch.append(outcome)
+                    pending -= 1
+                if batch and (
+                    not pending
+                    or len(batch) >= self.FLUSH_SIZE
+                    or time.monotonic() - flushed >= self.FLUSH_EVERY
+                ):
+                    yield batch
+                    batch, flushed = [], time.monotonic()
+        finally:
+            run.finish()
+
+
+class _Run:
+    """One call of :meth:`Sender.run`: a dispatcher thread and a worker pool."""
+
+    def __init__(self, sender, jobs):
+        self.sender = sender
+        self.jobs = jobs
+        self.results = queue.Queue()
+        self.stop = threading.Event()
+        self.cond = threading.Condition()
+        self.in_flight = 0
+        self.local = threading.local()
+        self.clients = []
+        self.clients_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(
+            max_workers=sender.settings.max_in_flight,
+            thread_name_prefix="whatsapp-send",
+        )
+        self.thread = threading.Thread(
+            target=self.dispatcher, name="whatsapp-dispatch", daemon=True
+        )
+
+    def start(self):
+        self.thread.start()
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        self.pool.shutdown(wait=True)
+        for client in self.clients:
+            client.close()
+
+    def client(self):
+        if not hasattr(self.local, "client"):
+            self.local.client = self.sender.client_factory()
+            with self.clients_lock:
+                self.clients.append(self.local.client)
+        return self.local.client
+
+    def work(self, job):
+        sender = self.sender
+        started = sender.clock()
+        attempts = job.attempts + 1
+        try:
+            # A media upload is not a message: its slot is taken before the send.
+            before_send = sender.limiter.acquire if "content" in job.spec else None
+            result = perform(self.client(), job.spec, before_send)
+            outcome = Outcome(job.key, SENT, result=result, attempts=attempts)
+        except Exception as error:  # noqa: BLE001 - every job gets an outcome
+            outcome = decide(job.key, error, attempts, sender.settings, sender.policy)
+            if outcome.kind == REQUEUE:
+                _logger.warning(
+                    "WhatsApp send job %s raised %s", job.key, type(error).__name__
+                )
+        if outcome.kind != REQUEUE:
+            sender.controller.observe(sender.clock() - started)
+        if outcome.kind == HOLD and sender.hold_error is None:
+            sender.hold_error = outcome.error
+            self.stop.set()
+        elif (
+            outcome.kind == RETRY
+            and isinstance(outcome.error, RateLimitError)
+            and outcome.error.code != 131056
+        ):
+            # The number (or app) is over Meta's limit: every send slows down.
+            sender.limiter.pause(min(outcome.delay, 60.0))
+        self.results.put(outcome)
+        with self.cond:
+            self.in_flight -= 1
+            self.cond.notify()
+
+    def acquire_slot(self):
+        limiter = self.sender.limiter
+        while not limiter.try_acquire():
+            if self.stop.is_set():
+                return False
+            self.sender.sleep(min(max(limiter.wait_time(), 0.001), 0.05))
+        return True
+
+    def requeue_from(self, index):
+        for rest in self.jobs[index:]:
+            self.results.put(
+                Outcome(rest.key, REQUEUE, reason=NOT_ATTEMPTED, attempts=rest.attempts)
+            )
+
+    def dispatch(self):
+        sender = self.sender
+        for index, job in enumerate(self.jobs):
+            with self.cond:
+                while (
+                    not self.stop.is_set() and self.in_flight >= sender.controller.limit
+                ):
+                    self.cond.wait(0.05)
+            if self.stop.is_set() or (
+                "content" not in job.spec and not self.acquire_slot()
+            ):
+                self.requeue_from(index)
+                return
+            with self.cond:
+                self.in_flight += 1
+                sender.peak_in_flight = max(sender.peak_in_flight, self.in_flight)
+            sender.dispatched.add(job.key)
+            self.pool.submit(self.work, job)
+
+    def dispatcher(self):
+        try:
+            self.dispatch()
+        except BaseException as error:  # noqa: BLE001 - never leave a job behind
+            _logger.exception("WhatsApp send dispatcher stopped")
+            for job in self.jobs:
+                if job.key not in self.sender.dispatched:
+                    self.results.put(
+                        Outcome(job.key, REQUEUE, error=error, reason=UNEXPECTED)
+                    )
