@@ -294,8 +294,16 @@ class Sender:
             run.finish()
 
 
+class _Stopped(Exception):
+    """The run stopped before this job's request could start."""
+
+
 class _Run:
-    """One call of :meth:`Sender.run`: a dispatcher thread and a worker pool."""
+    """One call of :meth:`Sender.run`.
+
+    A dispatcher thread hands jobs to a pool while fewer than the controller's
+    limit are in it; each pool thread waits for its slot, then sends.
+    """
 
     def __init__(self, sender, jobs):
         self.sender = sender
@@ -303,7 +311,9 @@ class _Run:
         self.results = queue.Queue()
         self.stop = threading.Event()
         self.cond = threading.Condition()
-        self.in_flight = 0
+        self.in_flight = 0  # jobs in the pool: waiting for a slot, or sending
+        self.sending = 0  # requests started whose answer is not read yet
+        self.slot_lock = threading.Lock()
         self.local = threading.local()
         self.clients = []
         self.clients_lock = threading.Lock()
@@ -334,21 +344,34 @@ class _Run:
 
     def work(self, job):
         sender = self.sender
-        started = sender.clock()
+        self.local.key = job.key
         attempts = job.attempts + 1
         try:
-            # A media upload is not a message: its slot is taken before the send.
-            before_send = sender.limiter.acquire if "content" in job.spec else None
-            result = perform(self.client(), job.spec, before_send)
+            client = self.client()  # built before the slot: it takes time
+            if "content" in job.spec:
+                # A media upload is not a message: the slot is taken before the send.
+                result = perform(client, job.spec, self.take_slot)
+            else:
+                self.take_slot()
+                result = perform(client, job.spec)
             outcome = Outcome(job.key, SENT, result=result, attempts=attempts)
+        except _Stopped:
+            outcome = Outcome(
+                job.key, REQUEUE, reason=NOT_ATTEMPTED, attempts=job.attempts
+            )
         except Exception as error:  # noqa: BLE001 - every job gets an outcome
             outcome = decide(job.key, error, attempts, sender.settings, sender.policy)
             if outcome.kind == REQUEUE:
                 _logger.warning(
                     "WhatsApp send job %s raised %s", job.key, type(error).__name__
                 )
-        if outcome.kind != REQUEUE:
-            sender.controller.observe(sender.clock() - started)
+        started = getattr(self.local, "started", None)
+        self.local.started = None
+        if started is not None:
+            with self.cond:
+                self.sending -= 1
+            if outcome.kind != REQUEUE:
+                sender.controller.observe(sender.clock() - started)
         if outcome.kind == HOLD and sender.hold_error is None:
             sender.hold_error = outcome.error
             self.stop.set()
@@ -364,13 +387,27 @@ class _Run:
             self.in_flight -= 1
             self.cond.notify()
 
-    def acquire_slot(self):
-        limiter = self.sender.limiter
-        while not limiter.try_acquire():
-            if self.stop.is_set():
-                return False
-            self.sender.sleep(min(max(limiter.wait_time(), 0.001), 0.05))
-        return True
+    def take_slot(self):
+        """Wait for this send's slot, right before its request goes out.
+
+        Taken in the thread that sends, so that nothing (a thread starting, a
+        busy CPU) sits between the slot and the request; the lock lets one
+        thread at a time wait on the limiter while the others sleep on the lock.
+        """
+        sender = self.sender
+        limiter = sender.limiter
+        with self.slot_lock:
+            while not limiter.try_acquire():
+                if self.stop.is_set():
+                    raise _Stopped
+                sender.sleep(min(max(limiter.wait_time(), 0.001), 0.05))
+        if self.stop.is_set():
+            raise _Stopped  # the slot is lost; the window only gets emptier
+        sender.dispatched.add(self.local.key)
+        self.local.started = sender.clock()
+        with self.cond:
+            self.sending += 1
+            sender.peak_in_flight = max(sender.peak_in_flight, self.sending)
 
     def requeue_from(self, index):
         for rest in self.jobs[index:]:
@@ -386,15 +423,11 @@ class _Run:
                     not self.stop.is_set() and self.in_flight >= sender.controller.limit
                 ):
                     self.cond.wait(0.05)
-            if self.stop.is_set() or (
-                "content" not in job.spec and not self.acquire_slot()
-            ):
+                if not self.stop.is_set():
+                    self.in_flight += 1
+            if self.stop.is_set():
                 self.requeue_from(index)
                 return
-            with self.cond:
-                self.in_flight += 1
-                sender.peak_in_flight = max(sender.peak_in_flight, self.in_flight)
-            sender.dispatched.add(job.key)
             self.pool.submit(self.work, job)
 
     def dispatcher(self):
