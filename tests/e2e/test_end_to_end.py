@@ -325,7 +325,8 @@ def test_webhook_route_checks_signature_and_handshake(whatsapp, make_fake):
 
 def test_burst_of_500_respects_the_rate_limit(whatsapp, make_fake, numbers):
     rpc = whatsapp.rpc
-    fake = make_fake(rate_limit=80)
+    # The fake refuses nothing: the pace it sees is Odoo's own doing.
+    fake = make_fake(rate_limit=None)
     lead_ids = create_leads(rpc, numbers.many(500), "Burst")
 
     result = send_template(whatsapp, "crm.lead", lead_ids)
@@ -343,11 +344,9 @@ def test_burst_of_500_respects_the_rate_limit(whatsapp, make_fake, numbers):
     callbacks = Counter(s.biz_opaque_callback_data for s in sent)
     assert set(callbacks) == {f"whatsapp.message:{i}" for i in ids}
     assert max(callbacks.values()) == 1  # none sent twice
+    # The account's rate (80/s) in every 1-second window Meta would count.
     assert fake.max_sends_in_window(1.0) <= 80
-    # Odoo's limiter paces the sends at 80/s; network jitter may still bunch a
-    # few at Meta's side (130429, retried). Without the limiter most would be.
-    refused = [r for r in send_requests(fake) if r.status != 200]
-    assert len(refused) < 50, Counter(r.status for r in refused)
+    assert len(send_requests(fake)) == 500  # each message sent in one request
 
 
 def test_failing_graph_sends_each_message_once_or_fails_it(
