@@ -26,6 +26,7 @@ from ..wa_cloud.sender import (
     RETRY,
     SENT,
     UNEXPECTED,
+    InFlightController,
     Outcome,
     Sender,
     SendJob,
@@ -736,6 +737,10 @@ class WhatsAppMessage(models.Model):
             return queue._send_rounds(account, sender, deadline)
         finally:
             if sender is not None:
+                sender.close()
+                _LATENCY_HINTS[(self.env.cr.dbname, account.id)] = (
+                    sender.controller.latency
+                )
                 # The next process to send for this number starts with an empty
                 # window: our lock is released only once our last start left it.
                 sender.drain()
@@ -761,8 +766,16 @@ class WhatsAppMessage(models.Model):
             max_retries=max(account.max_retries, 0),
             rate_limit_retries=max(account.rate_limit_retries, 0),
         )
+        controller = InFlightController(
+            settings.rate,
+            settings.max_in_flight,
+            # What this process saw last time: the first round starts right.
+            initial_latency=_LATENCY_HINTS.get((self.env.cr.dbname, account.id), 1.0),
+        )
         return Sender(
-            lambda: CloudApiClient(**client_args, retry_policy=NO_RETRY), settings
+            lambda: CloudApiClient(**client_args, retry_policy=NO_RETRY),
+            settings,
+            controller=controller,
         )
 
     @api.model
@@ -1270,6 +1283,8 @@ SEND_RUNNER_CRONS = (
 MAX_ACCOUNTS_PER_RUN = 8
 # A round claims this many seconds of sends at the account's rate.
 ROUND_SECONDS = 20
+# Graph latency last seen per (database, account) in this process: a hint only.
+_LATENCY_HINTS = {}
 # Unexpected errors in a row before an account's sending is paused.
 ACCOUNT_ERRORS_BEFORE_PAUSE = 3
 # Due messages of the accounts a runner may serve now (sending allowed, and no

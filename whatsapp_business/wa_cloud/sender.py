@@ -215,9 +215,10 @@ class Sender:
     """Sends the jobs of one number; one instance per account and run.
 
     ``client_factory()`` builds a client (one per worker thread: ``requests``
-    sessions are not shared between threads). ``limiter`` and ``policy`` are
-    injectable for tests; the limiter outlives a run when the caller keeps the
-    sender for the next batch of jobs.
+    sessions are not shared between threads). The threads, their clients and
+    their open connections serve every :meth:`run` until :meth:`close`: a new
+    connection makes its first request late, which bunches sends at Meta.
+    ``limiter`` and ``policy`` are injectable for tests.
     """
 
     FLUSH_EVERY = 0.1  # seconds: outcomes are handed over at least this often
@@ -252,6 +253,43 @@ class Sender:
         self.hold_error = None  # the first account-level error seen
         self.peak_in_flight = 0
         self.dispatched = set()  # keys whose request was started
+        self._pool = None
+        self._local = threading.local()
+        self._clients = []
+        self._clients_lock = threading.Lock()
+
+    def close(self):
+        """Stop the worker threads and close their clients."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _executor(self):
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.settings.max_in_flight,
+                thread_name_prefix="whatsapp-send",
+            )
+        return self._pool
+
+    def _client(self):
+        """This worker thread's client, built on its first job."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.client_factory()
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     @property
     def held(self):
@@ -315,12 +353,7 @@ class _Run:
         self.sending = 0  # requests started whose answer is not read yet
         self.slot_lock = threading.Lock()
         self.local = threading.local()
-        self.clients = []
-        self.clients_lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(
-            max_workers=sender.settings.max_in_flight,
-            thread_name_prefix="whatsapp-send",
-        )
+        self.pool = sender._executor()
         self.thread = threading.Thread(
             target=self.dispatcher, name="whatsapp-dispatch", daemon=True
         )
@@ -329,25 +362,19 @@ class _Run:
         self.thread.start()
 
     def finish(self):
+        """Stop dispatching and wait for the jobs handed to the pool."""
         self.stop.set()
         self.thread.join()
-        self.pool.shutdown(wait=True)
-        for client in self.clients:
-            client.close()
-
-    def client(self):
-        if not hasattr(self.local, "client"):
-            self.local.client = self.sender.client_factory()
-            with self.clients_lock:
-                self.clients.append(self.local.client)
-        return self.local.client
+        with self.cond:
+            while self.in_flight:
+                self.cond.wait(0.05)
 
     def work(self, job):
         sender = self.sender
         self.local.key = job.key
         attempts = job.attempts + 1
         try:
-            client = self.client()  # built before the slot: it takes time
+            client = self.sender._client()  # built before the slot: it takes time
             if "content" in job.spec:
                 # A media upload is not a message: the slot is taken before the send.
                 result = perform(client, job.spec, self.take_slot)
