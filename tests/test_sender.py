@@ -196,8 +196,9 @@ def test_rate_is_never_exceeded_at_the_fake_and_in_flight_adapts(latency):
         assert fake.max_sends_in_window(1.0) <= 40
     # Every answer took at least the fake's latency.
     assert sender.controller.limit >= math.ceil(40 * latency * 1.25) + 1
-    # More than the old fixed 4: reaching 40/s needs 40 x latency in flight.
-    assert sender.peak_in_flight > 4
+    if latency >= 0.3:
+        # More than the old fixed 4: reaching 40/s at 300 ms needs 12 in flight.
+        assert sender.peak_in_flight > 4
 
 
 # -- account-level errors stop the engine ---------------------------------------------

@@ -5,6 +5,7 @@ One instance per account and per thread: it owns one ``requests.Session``
 """
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -245,6 +246,22 @@ def _transport_error(exc):
     return TransportError(message, reached_server=True, retryable=False)
 
 
+def _new_session(base_url):
+    """A session that reads the environment once, not on every request.
+
+    With ``trust_env`` requests scans the whole of ``os.environ`` for proxies on
+    each call: a third of a send's CPU. The proxies for the Graph host and the
+    CA bundle variables are read here instead, with the same meaning.
+    """
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
+
+
 def _read_json(response):
     if not response.content:
         return {}
@@ -296,7 +313,7 @@ class CloudApiClient:
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self.user_agent = user_agent or DEFAULT_USER_AGENT
         self._owns_session = session is None
-        self.session = session if session is not None else requests.Session()
+        self.session = session if session is not None else _new_session(base)
 
     def __repr__(self):
         return (
