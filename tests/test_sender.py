@@ -276,3 +276,37 @@ def test_stopping_early_starts_nothing_more():
     assert {o.kind for o in first} == {SENT}
     assert len(started) <= 4
     assert sender.dispatched == {int(to[4:]) for to in started}
+
+
+def test_a_thread_that_cannot_start_leaves_no_job_behind(monkeypatch):
+    """E.g. "can't start new thread": the run ends, each job with one outcome."""
+    import wa_cloud.sender as sender_module
+
+    original = sender_module._submit_with_small_stack
+    calls = []
+
+    def failing_submit(pool, fn, *args):
+        calls.append(args)
+        if len(calls) > 3:
+            raise RuntimeError("can't start new thread")
+        return original(pool, fn, *args)
+
+    monkeypatch.setattr(sender_module, "_submit_with_small_stack", failing_submit)
+
+    class Instant:
+        def send_text(self, to, body, biz_opaque_callback_data=None):
+            return SendResult(wamid=f"wamid.{to}")
+
+        def close(self):
+            pass
+
+    sender = Sender(Instant, SendSettings(rate=1000))
+    outcomes = run_all(sender, text_jobs(10))
+    unexpected = [o for o in outcomes.values() if o.reason == UNEXPECTED]
+    assert len(unexpected) == 7
+    # The three handed over either went out or stopped before their slot.
+    assert all(
+        o.kind == SENT or o.reason == NOT_ATTEMPTED
+        for key, o in outcomes.items()
+        if key < 3
+    )

@@ -332,6 +332,27 @@ class Sender:
             run.finish()
 
 
+# A send thread needs little stack. With the default (8 MB of address space each)
+# a few hundred of them would exceed the address-space limit Odoo sets on its
+# prefork workers (limit_memory_hard), and threads would fail to start.
+SEND_THREAD_STACK = 1024 * 1024
+_STACK_LOCK = threading.Lock()
+
+
+def _submit_with_small_stack(pool, fn, *args):
+    """``pool.submit``, any thread it starts getting a small stack.
+
+    ``threading.stack_size`` is process-wide: set and restored around the call,
+    under a lock, so that only the pool's own threads get it.
+    """
+    with _STACK_LOCK:
+        previous = threading.stack_size(SEND_THREAD_STACK)
+        try:
+            return pool.submit(fn, *args)
+        finally:
+            threading.stack_size(previous)
+
+
 class _Stopped(Exception):
     """The run stopped before this job's request could start."""
 
@@ -350,6 +371,7 @@ class _Run:
         self.stop = threading.Event()
         self.cond = threading.Condition()
         self.in_flight = 0  # jobs in the pool: waiting for a slot, or sending
+        self.submitted = 0  # jobs handed to the pool, in order
         self.sending = 0  # requests started whose answer is not read yet
         self.slot_lock = threading.Lock()
         self.local = threading.local()
@@ -455,15 +477,23 @@ class _Run:
             if self.stop.is_set():
                 self.requeue_from(index)
                 return
-            self.pool.submit(self.work, job)
+            try:
+                _submit_with_small_stack(self.pool, self.work, job)
+            except BaseException:
+                with self.cond:
+                    self.in_flight -= 1
+                raise
+            self.submitted = index + 1
 
     def dispatcher(self):
         try:
             self.dispatch()
         except BaseException as error:  # noqa: BLE001 - never leave a job behind
             _logger.exception("WhatsApp send dispatcher stopped")
-            for job in self.jobs:
-                if job.key not in self.sender.dispatched:
-                    self.results.put(
-                        Outcome(job.key, REQUEUE, error=error, reason=UNEXPECTED)
-                    )
+            # The jobs in the pool stop before their slot and report themselves;
+            # the others were never started.
+            self.stop.set()
+            for job in self.jobs[self.submitted :]:
+                self.results.put(
+                    Outcome(job.key, REQUEUE, error=error, reason=UNEXPECTED)
+                )
