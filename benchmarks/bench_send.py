@@ -56,6 +56,16 @@ AGENCIES = 4
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def most_in_window(times, window=1.0) -> int:
+    times = sorted(times)
+    most, start = 0, 0
+    for end, stamp in enumerate(times):
+        while stamp - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 def cpu_seconds(pids) -> float:
     """utime + stime of the processes (and their reaped children), in seconds."""
     total = 0
@@ -177,6 +187,14 @@ def measure(setup, rpc, servers, agencies, count, latency, tag):
             "max_in_1s_window": fake.max_sends_in_window(
                 1.0, fake_account.phone_number_id
             ),
+            # On arrival at the fake, before its simulated latency: what Meta
+            # would count (the acceptance stamps also carry the fake's own
+            # scheduling delays on a busy machine).
+            "max_received_in_1s_window": most_in_window(
+                r.timestamp
+                for r in fake.requests_to(f"/{fake_account.phone_number_id}/messages")
+                if r.method == "POST" and r.status == 200
+            ),
         }
     times = fake.accepted_send_times()
     span = times[-1] - times[0]
@@ -189,6 +207,9 @@ def measure(setup, rpc, servers, agencies, count, latency, tag):
         "accepted_twice": twice,
         "aggregate_per_s": round((len(times) - 1) / span, 1),
         "max_in_1s_window": max(p["max_in_1s_window"] for p in per_number.values()),
+        "max_received_in_1s_window": max(
+            p["max_received_in_1s_window"] for p in per_number.values()
+        ),
         "min_number_per_s": min(p["first_to_last_per_s"] for p in per_number.values()),
         "per_number": per_number,
         "queue_to_done_s": round(wall, 2),
@@ -267,9 +288,14 @@ def main(argv=None):
             verdict(results["a_500ms"]["aggregate_per_s"], target),
         ),
         (
-            "a. max in any 1 s window (100/500 ms)",
+            "a. max received in any 1 s window (100/500 ms)",
+            f"{results['a_100ms']['max_received_in_1s_window']} / "
+            f"{results['a_500ms']['max_received_in_1s_window']} (<= {RATE})",
+        ),
+        (
+            "a. max accepted in any 1 s window (100/500 ms)",
             f"{results['a_100ms']['max_in_1s_window']} / "
-            f"{results['a_500ms']['max_in_1s_window']} (<= {RATE})",
+            f"{results['a_500ms']['max_in_1s_window']}",
         ),
     ]
     single = results["a_100ms"]["aggregate_per_s"]
@@ -286,9 +312,10 @@ def main(argv=None):
             ),
             (f"{label}: slowest number sends/s", str(run["min_number_per_s"])),
             (
-                f"{label}: max in any 1 s window",
-                verdict(run["max_in_1s_window"], RATE, higher=False),
+                f"{label}: max received in any 1 s window",
+                verdict(run["max_received_in_1s_window"], RATE, higher=False),
             ),
+            (f"{label}: max accepted in any 1 s window", str(run["max_in_1s_window"])),
             (
                 f"{label}: accepted twice",
                 verdict(run["accepted_twice"], 0, higher=False),
