@@ -14,7 +14,8 @@ a. webhook events/s through the real route, one status per signed POST,
    route of the same server, auth none) requested the same way;
 b. events/s with 50 statuses per POST;
 c. send throughput of the queue against the fake Graph server at 100 ms latency,
-   account rate limit 80/s and 16 parallel requests, as a ratio of 80/s;
+   account rate limit 80/s and default settings otherwise, as a ratio of 80/s
+   (benchmarks/bench_send.py measures the send queue in depth);
 d. peak memory (VmHWM delta of the Odoo processes, the peak being reset first
    through /proc/<pid>/clear_refs) while posting a 1 MB webhook body: one
    inbound text padded to 1 MB, and a 1 MB batch of statuses.
@@ -250,7 +251,6 @@ class Bench:
             app_secret=self.account.app_secret,
             graph_url=self.fake.url,
             rate_limit=RATE_LIMIT,
-            max_concurrency=16,
         )
         self.account_id = info["id"]
         self.account.webhook_url = info["webhook_url"]
@@ -760,7 +760,7 @@ def main(argv=None):
         "database": "reused" if instance.reused_db else "fresh",
         "settings": {
             "rate_limit": RATE_LIMIT,
-            "max_concurrency": 16,
+            "max_concurrency": "default",
             "graph_latency_s": 0.1,
             "send_count": SEND_COUNT,
             "single_seconds": SINGLE_SECONDS,

@@ -304,7 +304,7 @@ def test_mark_as_read_is_retried_on_5xx_unlike_sends(client, mock, fake_time):
             graph_error(131047, "(#131047) Re-engagement message"),
             ReengagementRequiredError,
         ),
-        (graph_error(100, "Invalid parameter", subcode=33), InvalidRequestError),
+        (graph_error(100, "Invalid parameter"), InvalidRequestError),
         ({"body": "<html><body>Bad Gateway</body></html>", "status": 502}, ServerError),
         ({"body": "", "status": 503}, ServerError),
     ],
@@ -801,3 +801,16 @@ def test_logs_never_contain_token_phone_or_body(client, mock, caplog):
         text = record.getMessage() + repr(record.args) + (record.exc_text or "")
         for secret in (TOKEN, CUSTOMER, SECRET_BODY, "Amélie", "mid=9"):
             assert secret not in text, (secret, text)
+
+
+def test_environment_proxies_are_read_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    client = CloudApiClient(TOKEN, PNID, WABA)
+    assert client.session.proxies["https"] == "http://proxy.internal:3128"
+    assert client.session.trust_env is False
+    client.close()
+    monkeypatch.setenv("NO_PROXY", "graph.facebook.com")
+    client = CloudApiClient(TOKEN, PNID, WABA)
+    assert "https" not in client.session.proxies
+    client.close()

@@ -152,6 +152,16 @@ CASES = [
         100,
         33,
         "Unsupported get request. Object with ID '109' does not exist",
+        # The number id is wrong or the token cannot reach it: account-level.
+        ApiPermissionError,
+        "permission",
+        False,
+    ),
+    (
+        400,
+        100,
+        None,
+        "(#100) Invalid parameter",
         InvalidRequestError,
         "invalid_request",
         False,

@@ -1,7 +1,7 @@
 {
     "name": "WhatsApp Business for CRM",
     "summary": "Message contacts and leads through Meta's WhatsApp Business Cloud API",
-    "version": "1.0.0",
+    "version": "1.1.0",
     "category": "Sales/CRM",
     "license": "LGPL-3",
     "author": "WhatsApp Business Addon Team",

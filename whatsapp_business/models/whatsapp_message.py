@@ -1,30 +1,39 @@
 import base64
 import json
 import logging
+import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 
 import psycopg2
 from markupsafe import Markup, escape
+from psycopg2.extras import execute_values
 
-from odoo import api, fields, models, modules
+from odoo import SUPERUSER_ID, api, fields, models, modules
 from odoo.exceptions import UserError
 
 from ..tools import compat
 from ..wa_cloud import const
 from ..wa_cloud.client import CloudApiClient
-from ..wa_cloud.errors import (
-    AuthenticationError,
-    ConnectError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-    WhatsAppError,
+from ..wa_cloud.errors import WhatsAppError
+from ..wa_cloud.retry import NO_RETRY
+from ..wa_cloud.sender import (
+    FAILED,
+    HOLD,
+    MAYBE_SENT,
+    NOT_ATTEMPTED,
+    RATE_LIMIT_EXHAUSTED,
+    REQUEUE,
+    RETRY,
+    SENT,
+    UNEXPECTED,
+    InFlightController,
+    Outcome,
+    Sender,
+    SendJob,
+    SendSettings,
 )
-from ..wa_cloud.ratelimit import SlidingWindowLimiter
-from ..wa_cloud.retry import RetryPolicy
 from ..wa_cloud.urls import UnsafeUrlError
 
 _logger = logging.getLogger(__name__)
@@ -480,7 +489,10 @@ class WhatsAppMessage(models.Model):
 
     @api.model
     def _trigger_queue(self):
-        self.env.ref("whatsapp_business.ir_cron_whatsapp_send_queue")._trigger()
+        for xmlid in SEND_RUNNER_CRONS:
+            cron = self.env.ref(xmlid, raise_if_not_found=False)
+            if cron:
+                cron._trigger()
 
     # ------------------------------------------------------------------ enqueue
 
@@ -605,64 +617,282 @@ class WhatsAppMessage(models.Model):
         return None
 
     # ------------------------------------------------------------------ queue
+    #
+    # Runner crons (several records, so that several cron workers and servers
+    # take part) each serve the accounts that have due messages and that no
+    # other runner serves: a PostgreSQL advisory lock per account, held by the
+    # thread that sends for it, makes that account's pacing belong to a single
+    # process at a time. See README, "Architecture".
 
     @api.model
     def _cron_process_queue(self, batch_seconds=20):
-        """Send due queued messages, account by account, within their rate limits."""
-        self.env.flush_all()
-        self.env.cr.execute(
-            """
-            SELECT DISTINCT account_id FROM whatsapp_message
-            WHERE state = 'queued' AND claim_date IS NULL
-              AND (next_attempt_date IS NULL
-                   OR next_attempt_date <= (now() at time zone 'UTC'))
-            """
-        )
-        accounts = (
-            self.env["whatsapp.account"]
-            .sudo()
-            .browse([row[0] for row in self.env.cr.fetchall()])
-        )
-        done = 0
-        for account in accounts:
-            if (
-                not account.active
-                or account.state == "token_invalid"
-                or not account.company_id.whatsapp_enabled
-            ):
-                continue  # held until an admin fixes the account
-            limit = max(account.rate_limit * batch_seconds, 1)
-            # Failure reasons are stored text: write them in the company's language.
-            lang = account.company_id.partner_id.lang or self.env.lang
-            done += (
-                self.with_company(account.company_id)
-                .with_context(lang=lang)
-                ._send_batch(account, limit)
+        """Serve every account with due messages that no other runner serves."""
+        deadline = time.monotonic() + batch_seconds
+        if _testing():
+            # One transaction in tests: the accounts are served one after another.
+            done = sum(
+                self._serve_account(account, deadline)
+                for account in self.env["whatsapp.account"]
+                .sudo()
+                .browse(self._due_account_ids())
             )
+        else:
+            done = self._serve_accounts_in_parallel(deadline)
+        self.env.invalidate_all()
         remaining = self._count_due()
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
-        for account in accounts:
-            # The next run may be in another worker, with a fresh limiter: leave it
-            # a window without any send in it.
-            _limiter_for(self.env.cr.dbname, account).drain()
         self._recover_stale_claims()
         self._schedule_next_retry()
         return done
 
     @api.model
-    def _count_due(self):
+    def _serve_accounts_in_parallel(self, deadline):
+        """One thread (and database connection) per account being served."""
+        registry = self.env.registry
+        runners = len(SEND_RUNNER_CRONS)
+        threads, done = {}, []
+        first_pass = True
+        while True:
+            _commit(self.env.cr)  # a fresh snapshot sees the newly queued messages
+            if time.monotonic() < deadline:
+                due = [i for i in self._due_account_ids() if i not in threads]
+                if first_pass:
+                    # Leave a share to the other runners; what they do not take
+                    # is taken on the next pass, a second later.
+                    due = due[: max(1, math.ceil(len(due) / runners))]
+                busy = sum(thread.is_alive() for thread in threads.values())
+                for account_id in due[: max(0, MAX_ACCOUNTS_PER_RUN - busy)]:
+                    thread = threading.Thread(
+                        target=self._account_thread,
+                        args=(registry, account_id, deadline, done),
+                        name=f"whatsapp-account-{account_id}",
+                        daemon=True,
+                    )
+                    thread.start()
+                    threads[account_id] = thread
+            first_pass = False
+            alive = [thread for thread in threads.values() if thread.is_alive()]
+            if not alive:
+                return sum(done)
+            alive[0].join(timeout=1.0)
+
+    @api.model
+    def _account_thread(self, registry, account_id, deadline, done):
+        threading.current_thread().dbname = registry.db_name
+        try:
+            with registry.cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                account = env["whatsapp.account"].browse(account_id)
+                done.append(env["whatsapp.message"]._serve_account(account, deadline))
+        except Exception:
+            # Already handled in _serve_account; this is the last safety net
+            # (e.g. the database went away), other accounts go on.
+            _logger.exception("WhatsApp send queue: account %s stopped", account_id)
+
+    @api.model
+    def _due_account_ids(self):
+        """Accounts with due messages, sending allowed, not served by a runner now."""
         self.env.flush_all()
         self.env.cr.execute(
-            """
-            SELECT COUNT(*) FROM whatsapp_message m
-            JOIN whatsapp_account a ON a.id = m.account_id
-            WHERE m.state = 'queued' AND m.claim_date IS NULL AND a.active
-              AND a.state != 'token_invalid'
-              AND (m.next_attempt_date IS NULL
-                   OR m.next_attempt_date <= (now() at time zone 'UTC'))
-            """
+            f"""
+            SELECT DISTINCT m.account_id FROM whatsapp_message m
+            {_DUE_ACCOUNTS_SQL}
+            ORDER BY m.account_id
+            """,
+            {"lock_space": SEND_LOCK_SPACE},
+        )
+        return [row[0] for row in self.env.cr.fetchall()]
+
+    @api.model
+    def _count_due(self):
+        """Due messages that a runner could take now (for the cron's progress)."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            f"SELECT COUNT(*) FROM whatsapp_message m {_DUE_ACCOUNTS_SQL}",
+            {"lock_space": SEND_LOCK_SPACE},
         )
         return self.env.cr.fetchone()[0]
+
+    @api.model
+    def _try_lock_account(self, account_id):
+        self.env.cr.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", (SEND_LOCK_SPACE, account_id)
+        )
+        return self.env.cr.fetchone()[0]
+
+    @api.model
+    def _unlock_account(self, account_id):
+        # A session lock survives commits and rollbacks: released explicitly,
+        # and by PostgreSQL if the connection dies.
+        try:
+            self.env.cr.execute(
+                "SELECT pg_advisory_unlock(%s, %s)", (SEND_LOCK_SPACE, account_id)
+            )
+        except psycopg2.Error:
+            _logger.warning(
+                "WhatsApp send queue: could not unlock account %s", account_id
+            )
+
+    @api.model
+    def _serve_account(self, account, deadline):
+        """Send the account's due messages until none is due or the run is over."""
+        if not self._try_lock_account(account.id):
+            return 0  # another runner, maybe on another server, serves it
+        sender = None
+        try:
+            account = account.sudo()
+            account.invalidate_recordset()
+            if (
+                not account.active
+                or account.sending_paused
+                or not account.company_id.whatsapp_enabled
+            ):
+                return 0
+            # Failure reasons are stored text: written in the company's language.
+            lang = account.company_id.partner_id.lang or self.env.lang
+            queue = self.sudo().with_company(account.company_id).with_context(lang=lang)
+            account = account.with_env(queue.env)
+            sender = queue._new_sender(account)
+            if sender is None:
+                return 0
+            return queue._send_rounds(account, sender, deadline)
+        finally:
+            if sender is not None:
+                sender.close()
+                _LATENCY_HINTS[(self.env.cr.dbname, account.id)] = (
+                    sender.controller.latency
+                )
+                # The next process to send for this number starts with an empty
+                # window: our lock is released only once our last start left it.
+                sender.drain()
+            self._unlock_account(account.id)
+
+    @api.model
+    def _new_sender(self, account):
+        """The engine for this account, or None (account paused) when it cannot
+        build a client: nothing is claimed, no message is touched."""
+        try:
+            client_args = account._client_arguments()
+            CloudApiClient(**client_args).close()  # validates URL and version
+        except (UserError, ValueError) as error:
+            reason = error.args[0] if error.args else type(error).__name__
+            account._pause_sending(
+                self.env._("The account cannot connect to Meta: %s", reason)
+            )
+            _commit(self.env.cr)
+            return None
+        settings = SendSettings(
+            rate=account.rate_limit,
+            max_in_flight=max(account.max_concurrency, 1),
+            max_retries=max(account.max_retries, 0),
+            rate_limit_retries=max(account.rate_limit_retries, 0),
+        )
+        controller = InFlightController(
+            settings.rate,
+            settings.max_in_flight,
+            # What this process saw last time: the first round starts right.
+            initial_latency=_LATENCY_HINTS.get((self.env.cr.dbname, account.id), 1.0),
+        )
+        return Sender(
+            lambda: CloudApiClient(**client_args, retry_policy=NO_RETRY),
+            settings,
+            controller=controller,
+        )
+
+    @api.model
+    def _send_rounds(self, account, sender, deadline):
+        """Claim, send and record, round after round, while messages are due."""
+        done = 0
+        limit = max(account.rate_limit * ROUND_SECONDS, 1)
+        while time.monotonic() < deadline and not sender.held:
+            messages = self._claim(account, limit)
+            if not messages:
+                break
+            try:
+                self._send_round(account, sender, messages)
+            except Exception as error:
+                _logger.exception(
+                    "WhatsApp send queue: unexpected error for account %s", account.id
+                )
+                self._round_crashed(account, sender, messages, error)
+                return done
+            done += len(messages)
+        if sender.held:
+            account._pause_sending(
+                account._hold_reason(sender.hold_error), sender.hold_error
+            )
+        elif done and account.send_error_count:
+            account.send_error_count = 0
+        _commit(self.env.cr)
+        return done
+
+    def _send_round(self, account, sender, messages):
+        failures = messages._sendtime_failures()
+        outcomes, jobs = [], []
+        for message in messages:
+            if message.id in failures:
+                outcomes.append(
+                    Outcome(message.id, FAILED, result=failures[message.id])
+                )
+                continue
+            try:
+                spec = message._build_send_job()
+            except Exception as error:  # noqa: BLE001 - this message only
+                _logger.warning(
+                    "WhatsApp message %s: cannot build the send (%s)",
+                    message.id,
+                    type(error).__name__,
+                )
+                outcomes.append(
+                    Outcome(
+                        message.id,
+                        REQUEUE,
+                        error=error,
+                        reason=UNEXPECTED,
+                        attempts=message.retry_count + 1,
+                    )
+                )
+                continue
+            jobs.append(SendJob(message.id, spec, message.retry_count))
+        self._record_outcomes(account, outcomes)
+        for batch in sender.run(jobs):
+            # Committed as they come: a crash must never lead to a second send.
+            self._record_outcomes(account, batch)
+        messages.invalidate_recordset()
+        try:
+            with self.env.cr.savepoint():
+                messages._refresh_chatter()
+        except psycopg2.errors.TransactionRollbackError:
+            # A status webhook refreshed these chatter messages meanwhile, with a
+            # newer state: its version stands.
+            _logger.info("WhatsApp send round: chatter refresh left to the webhooks")
+        _commit(self.env.cr)
+
+    def _round_crashed(self, account, sender, messages, error):
+        """Put back what surely was not sent; count the failure on the account.
+
+        A message whose request was started keeps its claim unless its outcome
+        was written: Meta may have accepted it, and it is never sent twice.
+        """
+        _rollback(self.env.cr)
+        self.env.invalidate_all()
+        not_started = [i for i in messages.ids if i not in sender.dispatched]
+        if not_started:
+            self.env.cr.execute(
+                "UPDATE whatsapp_message SET claim_date = NULL"
+                " WHERE id IN %s AND state = 'queued'",
+                (tuple(not_started),),
+            )
+        reason = self.env._(
+            "Sending stopped by an unexpected error (%s); the messages that were "
+            "not sent wait in the queue.",
+            type(error).__name__,
+        )
+        count = account.send_error_count + 1
+        account.write({"send_error_count": count, "last_error": reason})
+        if count >= ACCOUNT_ERRORS_BEFORE_PAUSE:
+            account._pause_sending(reason)
+        _commit(self.env.cr)
 
     @api.model
     def _schedule_next_retry(self):
@@ -673,7 +903,7 @@ class WhatsAppMessage(models.Model):
         )
         at = self.env.cr.fetchone()[0]
         if at:
-            self.env.ref("whatsapp_business.ir_cron_whatsapp_send_queue")._trigger(at)
+            self.env.ref(SEND_RUNNER_CRONS[0])._trigger(at)
 
     @api.model
     def _recover_stale_claims(self):
@@ -724,74 +954,60 @@ class WhatsAppMessage(models.Model):
         _commit(self.env.cr)  # claims are durable before any HTTP call
         return messages
 
-    def _send_batch(self, account, limit):
-        messages = self._claim(account, limit)
-        if not messages:
-            return 0
-        # Checks enforced at send time too: a server action cannot bypass them.
-        ready = self.browse()
-        for message in messages:
-            failure = message._sendtime_failure()
-            if failure:
-                message.write(
-                    dict(
-                        failure,
-                        state="failed",
-                        failed_date=fields.Datetime.now(),
-                        claim_date=False,
-                    )
+    def _sendtime_failures(self):
+        """Reasons to fail before any HTTP call, checked again at send time (a
+        server action cannot bypass them): {message id: failure values}."""
+        failures = {}
+        if not self:
+            return failures
+        phones = {m.phone for m in self if m.phone}
+        blacklisted = set()
+        if phones:
+            # In SQL: both sides are E.164 already, and the ORM's search would
+            # parse every number again (a millisecond each).
+            self.env["phone.blacklist"].flush_model(["number", "active"])
+            self.env.cr.execute(
+                "SELECT number FROM phone_blacklist WHERE active AND number IN %s",
+                (tuple(phones),),
+            )
+            blacklisted = {row[0] for row in self.env.cr.fetchall()}
+        free_form = self.filtered(lambda m: m.message_type != "template")
+        windows = {}
+        for account in free_form.account_id:
+            mine = free_form.filtered(lambda m, a=account: m.account_id == a)
+            windows.update(
+                self._window_open_map(
+                    account,
+                    {m.phone for m in mine if m.phone},
+                    {m.wa_user_id for m in mine if not m.phone and m.wa_user_id},
                 )
-            else:
-                ready |= message
-        jobs = [(message.id, message._build_send_job()) for message in ready]
-        _commit(self.env.cr)
-        results = self._run_jobs(account, jobs)
-        # A fresh transaction: the one that read the account before the HTTP phase
-        # would conflict with webhooks that wrote the account meanwhile.
-        _commit(self.env.cr)
-        self.env.invalidate_all()
-        self._write_back(account, results)
-        _commit(self.env.cr)
-        messages.invalidate_recordset()
-        try:
-            with self.env.cr.savepoint():
-                messages._refresh_chatter()
-        except psycopg2.errors.TransactionRollbackError:
-            # A status webhook refreshed these chatter messages meanwhile, with a
-            # newer state: its version stands.
-            _logger.info("WhatsApp send batch: chatter refresh left to the webhooks")
-        _commit(self.env.cr)
-        return len(messages)
-
-    def _sendtime_failure(self):
-        self.ensure_one()
-        key = self.phone or self.wa_user_id
-        if self.phone and self.env["phone.blacklist"].sudo().search_count(
-            [("number", "=", self.phone)], limit=1
-        ):
-            return {
-                "failure_type": "opted_out",
-                "failure_title": self.env._(
-                    "The number is on the blacklist (opted out)"
-                ),
-            }
-        if self.message_type == "template":
-            if self.template_id.status != "APPROVED":
-                return {
-                    "failure_type": "template",
+            )
+        for message in self:
+            key = message.phone or message.wa_user_id
+            if message.phone and message.phone in blacklisted:
+                failures[message.id] = {
+                    "failure_type": "opted_out",
                     "failure_title": self.env._(
-                        "Template %s is not approved by Meta", self.template_id.name
+                        "The number is on the blacklist (opted out)"
                     ),
                 }
-            return None
-        if not key or not self._is_window_open():
-            return {
-                "failure_type": "window_closed",
-                "failure_title": self.env._(
-                    "Outside the 24-hour window: use an approved template"
-                ),
-            }
-        return None
+            elif message.message_type == "template":
+                if message.template_id.status != "APPROVED":
+                    failures[message.id] = {
+                        "failure_type": "template",
+                        "failure_title": self.env._(
+                            "Template %s is not approved by Meta",
+                            message.template_id.name,
+                        ),
+                    }
+            elif not key or not windows.get(key):
+                failures[message.id] = {
+                    "failure_type": "window_closed",
+                    "failure_title": self.env._(
+                        "Outside the 24-hour window: use an approved template"
+                    ),
+                }
+        return failures
 
     def _build_send_job(self):
         """Everything the HTTP thread needs, read from the database beforehand."""
@@ -821,222 +1037,147 @@ class WhatsAppMessage(models.Model):
         return job
 
     @api.model
-    def _run_jobs(self, account, jobs):
-        """HTTP in worker threads, paced by the account's rate limit; no DB here."""
-        if not jobs:
-            return []
-        limiter = _limiter_for(self.env.cr.dbname, account)
-        # Secrets are read here, in the cursor's thread; the workers never touch the DB.
-        client_args = account._client_arguments()
-        local = threading.local()
-        clients = []
-        stop = threading.Event()
+    def _record_outcomes(self, account, outcomes):
+        """Write the outcomes of a round and commit (retried on a write conflict).
 
-        def client():
-            if not hasattr(local, "client"):
-                local.client = CloudApiClient(
-                    **client_args, retry_policy=RetryPolicy(max_attempts=1)
-                )
-                clients.append(local.client)
-            return local.client
-
-        def call(job):
-            # The slot is taken right before the request, in the thread that sends.
-            limiter.acquire()
-            if job["type"] == "template":
-                return client().send_template(
-                    job["to"],
-                    job["template_name"],
-                    job["language"],
-                    components=job["components"],
-                    biz_opaque_callback_data=job["callback"],
-                )
-            if "content" in job:
-                media_id = client().upload_media(
-                    job["content"], job["mime_type"], job["filename"]
-                )
-                limiter.acquire()  # the upload and the send both count
-                return client().send_media(
-                    job["to"],
-                    job["type"],
-                    media_id=media_id,
-                    caption=job["caption"] if job["type"] != "audio" else None,
-                    filename=job["filename"] if job["type"] == "document" else None,
-                    biz_opaque_callback_data=job["callback"],
-                )
-            return client().send_text(
-                job["to"], job["body"], biz_opaque_callback_data=job["callback"]
-            )
-
-        def send(job):
-            for attempt in range(1, RATE_LIMIT_RETRIES_IN_BATCH + 2):
-                if stop.is_set():
-                    return None  # not attempted: put back in the queue untouched
-                try:
-                    return call(job)
-                except RateLimitError as error:
-                    # A refused send was not sent: retrying it is safe. The number
-                    # is over Meta's rate right now, so every worker pauses.
-                    if error.code == 131056 or attempt > RATE_LIMIT_RETRIES_IN_BATCH:
-                        return error
-                    backoff = error.retry_after or 0.25 * 2 ** (attempt - 1)
-                    limiter.pause(min(backoff, 60.0))
-                except AuthenticationError as error:
-                    stop.set()  # every other send would fail the same way
-                    return error
-                except WhatsAppError as error:
-                    return error
-            return None
-
-        with ThreadPoolExecutor(
-            max_workers=max(account.max_concurrency, 1),
-            thread_name_prefix="whatsapp-send",
-        ) as pool:
-            futures = {pool.submit(send, job): message_id for message_id, job in jobs}
-            results = self._collect_results(futures)
-        for item in clients:
-            item.close()
-        return results
-
-    @api.model
-    def _collect_results(self, futures):
-        """Gather the outcomes as they come, committing accepted wamids on the way."""
-        results, accepted = [], []
-        flushed_at = time.monotonic()
-        for future in as_completed(futures):
-            outcome = future.result()
-            results.append((futures[future], outcome))
-            if isinstance(outcome, WhatsAppError) or outcome is None:
-                continue
-            accepted.append((futures[future], outcome))
-            # Within a tenth of a second, a few at a time: one commit per answer
-            # would steal the CPU that the pacing needs.
-            if len(accepted) >= 20 or time.monotonic() - flushed_at > 0.1:
-                self._write_success_now(accepted)
-                accepted, flushed_at = [], time.monotonic()
-        self._write_success_now(accepted)
-        return results
-
-    @api.model
-    def _write_success_now(self, accepted):
-        """Commit wamids as soon as they are known: a crash must not send twice.
-
-        A status webhook may have beaten us to a row (it finds the message by
-        biz_opaque_callback_data): the state only moves forward, never back to
-        'sent' over 'delivered' or 'read'.
+        A status webhook may update the same rows at the same moment; both
+        writes are idempotent, so the loser simply writes again.
         """
-        if not accepted:
-            return
-        now = fields.Datetime.now()
-        rows = [
-            {
-                "id": message_id,
-                "wamid": outcome.wamid,
-                "now": now,
-                "payload": json.dumps(outcome.payload),
-            }
-            for message_id, outcome in accepted
-        ]
-        if _testing():
-            self.flush_model()
-            self._sql_record_sent(self.env.cr, rows)
-            self.browse([row["id"] for row in rows]).invalidate_recordset()
+        if not outcomes:
             return
         for attempt in range(1, 6):
             try:
-                with self.env.registry.cursor() as cr:
-                    self._sql_record_sent(cr, rows)
+                self._write_outcomes(account, outcomes)
+                _commit(self.env.cr)
                 return
-            except psycopg2.errors.SerializationFailure:
-                # A webhook wrote a row at the same moment; the write is idempotent.
-                if attempt == 5:
+            except psycopg2.errors.TransactionRollbackError:
+                if _testing() or attempt == 5:
                     raise
+                _rollback(self.env.cr)
+                self.env.invalidate_all()
                 time.sleep(0.05 * attempt)
 
     @api.model
-    def _sql_record_sent(self, cr, rows):
-        cr.executemany(
-            """
-            UPDATE whatsapp_message
-               SET wamid = COALESCE(wamid, %(wamid)s),
-                   state = CASE WHEN state = 'queued' THEN 'sent' ELSE state END,
-                   sent_date = COALESCE(sent_date, %(now)s),
-                   claim_date = NULL,
-                   next_attempt_date = NULL,
-                   request_payload = %(payload)s,
-                   write_date = %(now)s
-             WHERE id = %(id)s
-            """,
-            rows,
-        )
-
-    @api.model
-    def _write_back(self, account, results):
-        """Failures and retries, written together once the batch is over."""
+    def _write_outcomes(self, account, outcomes):
         now = fields.Datetime.now()
-        policy = RetryPolicy(max_attempts=max(account.max_retries, 0) + 1)
-        auth_error = None
-        for message_id, outcome in results:
-            message = self.sudo().browse(message_id)
-            if outcome is None:
-                message.write({"claim_date": False})  # put back, untouched
-                continue
-            if not isinstance(outcome, WhatsAppError):
-                continue  # already written by _write_success_now
-            error = outcome
-            if isinstance(error, AuthenticationError):
-                auth_error = error
-            if isinstance(error, RateLimitError):
-                delay = policy.delay(message.retry_count + 1, error)
-                if error.code == 131056:
-                    delay = max(delay, 6.0)
-                message.write(
+        sent = [outcome for outcome in outcomes if outcome.kind == SENT]
+        if sent:
+            self.flush_model()
+            self._sql_record_sent(
+                self.env.cr,
+                [
                     {
-                        "claim_date": False,
-                        "retry_count": message.retry_count + 1,
-                        "next_attempt_date": now + timedelta(seconds=delay),
-                        "failure_type": "rate_limit",
-                        "failure_code": error.code or 0,
-                        "failure_title": error.title or False,
+                        "id": outcome.key,
+                        "wamid": outcome.result.wamid,
+                        "now": now,
+                        "payload": json.dumps(outcome.result.payload),
                     }
-                )
-                continue
-            attempts = message.retry_count + 1
-            if _send_may_retry(error) and attempts <= account.max_retries:
-                delay = policy.delay(attempts, error)
-                message.write(
-                    {
-                        "claim_date": False,
-                        "retry_count": attempts,
-                        "next_attempt_date": now + timedelta(seconds=delay),
-                        "failure_type": message._failure_values(error)["failure_type"],
-                        "failure_code": error.code or 0,
-                        "failure_title": error.title or False,
-                    }
-                )
-                continue
-            vals = message._failure_values(error)
-            if isinstance(error, TransportError) and not isinstance(
-                error, ConnectError
-            ):
+                    for outcome in sent
+                ],
+            )
+            self.browse([outcome.key for outcome in sent]).invalidate_recordset()
+            account._mark_success()
+        for outcome in outcomes:
+            if outcome.kind != SENT:
+                message = self.browse(outcome.key)
+                message.write(message._outcome_values(account, outcome, now))
+
+    def _outcome_values(self, account, outcome, now):
+        """The one place where a send outcome becomes the message's new values.
+
+        Outcome kinds come from the pure engine (wa_cloud.sender.decide): a
+        message leaves 'queued' only when sent or failed for good; a refusal
+        that did not send it keeps it queued (retry later, or held with its
+        account).
+        """
+        self.ensure_one()
+        error = outcome.error
+        if outcome.kind == HOLD or (
+            outcome.kind == REQUEUE and outcome.reason == NOT_ATTEMPTED
+        ):
+            return {"claim_date": False}
+        if outcome.kind == RETRY:
+            return {
+                "claim_date": False,
+                "retry_count": outcome.attempts,
+                "next_attempt_date": now + timedelta(seconds=outcome.delay),
+                "failure_type": self._failure_values(error)["failure_type"],
+                "failure_code": error.code or 0,
+                "failure_title": error.title or error.message or False,
+            }
+        if outcome.kind == REQUEUE:  # an unexpected error: bounded retries
+            name = type(error).__name__ if error else "?"
+            if outcome.attempts <= account.max_retries:
+                return {
+                    "claim_date": False,
+                    "retry_count": outcome.attempts,
+                    "next_attempt_date": now
+                    + timedelta(seconds=min(30 * 2**outcome.attempts, 3600)),
+                    "failure_type": "unknown",
+                    "failure_title": self.env._(
+                        "Not sent yet: unexpected error (%s); tried again later", name
+                    ),
+                }
+            vals = {
+                "failure_type": "unknown",
+                "failure_code": 0,
+                "failure_title": self.env._(
+                    "Not sent: the message could not be prepared (%s)", name
+                ),
+            }
+        elif error is None:  # refused before any HTTP call; values in `result`
+            vals = dict(outcome.result)
+        else:
+            vals = self._failure_values(error)
+            if outcome.reason == MAYBE_SENT:
                 vals["failure_title"] = self.env._(
                     "Meta did not answer in time; the message may have been sent and "
                     "is not sent again"
                 )
-            vals.update(
-                state="failed",
-                failed_date=now,
-                claim_date=False,
-                retry_count=attempts - 1,
-                next_attempt_date=False,
-            )
-            message.write(vals)
-        if auth_error:
-            account._handle_api_error(auth_error)
-        elif any(
-            not isinstance(o, WhatsAppError) and o is not None for _i, o in results
-        ):
-            account._mark_success()
+            elif outcome.reason == RATE_LIMIT_EXHAUSTED:
+                vals["failure_title"] = self.env._(
+                    "Not sent: Meta's rate limit still refused it after %s attempts",
+                    outcome.attempts,
+                )
+        vals.update(
+            state="failed",
+            failed_date=now,
+            claim_date=False,
+            next_attempt_date=False,
+            retry_count=max(outcome.attempts - 1, 0),
+        )
+        return vals
+
+    @api.model
+    def _sql_record_sent(self, cr, rows):
+        """Sent, unless a status webhook already moved the message further.
+
+        One statement for the whole flush (executemany is a round trip per row).
+        """
+        execute_values(
+            cr,
+            """
+            UPDATE whatsapp_message m
+               SET wamid = COALESCE(m.wamid, v.wamid),
+                   state = CASE WHEN m.state = 'queued' THEN 'sent' ELSE m.state END,
+                   sent_date = COALESCE(m.sent_date, v.now),
+                   claim_date = NULL,
+                   next_attempt_date = NULL,
+                   failure_type = CASE WHEN m.state = 'queued' THEN NULL
+                                  ELSE m.failure_type END,
+                   failure_code = CASE WHEN m.state = 'queued' THEN NULL
+                                  ELSE m.failure_code END,
+                   failure_title = CASE WHEN m.state = 'queued' THEN NULL
+                                   ELSE m.failure_title END,
+                   request_payload = v.payload::jsonb,
+                   write_date = v.now
+              FROM (VALUES %s) AS v(id, wamid, now, payload)
+             WHERE m.id = v.id
+            """,
+            [(row["id"], row["wamid"], row["now"], row["payload"]) for row in rows],
+            template="(%s::int, %s::varchar, %s::timestamp, %s::text)",
+            page_size=1000,
+        )
 
     # ------------------------------------------------------------------ media
 
@@ -1051,12 +1192,38 @@ class WhatsAppMessage(models.Model):
                 ("next_attempt_date", "<=", fields.Datetime.now()),
             ],
             limit=limit,
-            order="id",
+            # A message that failed before waits behind the new ones.
+            order="media_attempts ASC NULLS FIRST, id",
         )
         for message in messages:
-            message._download_media()
+            try:
+                message._download_media()
+            except Exception as error:
+                # A bug or a broken account must not block the media behind it.
+                _logger.exception("WhatsApp message %s: media download", message.id)
+                _rollback(self.env.cr)
+                self.env.invalidate_all()
+                message._media_attempt_failed(error)
             _commit(self.env.cr)
         return len(messages)
+
+    def _media_attempt_failed(self, error):
+        attempts = self.media_attempts + 1
+        vals = {"media_attempts": attempts}
+        # A host that may not receive the token will not become one later.
+        if attempts >= MEDIA_MAX_ATTEMPTS or isinstance(error, UnsafeUrlError):
+            vals.update(media_state="failed", next_attempt_date=False)
+        else:
+            vals["next_attempt_date"] = fields.Datetime.now() + timedelta(
+                minutes=2**attempts
+            )
+        self.write(vals)
+        _logger.info(
+            "WhatsApp message %s: media download failed (%s), attempt %d",
+            self.id,
+            type(error).__name__,
+            attempts,
+        )
 
     def _download_media(self):
         self.ensure_one()
@@ -1064,23 +1231,8 @@ class WhatsAppMessage(models.Model):
             with self.account_id._get_client() as client:
                 info = client.get_media_url(self.media_id)
                 content = client.download_media(info.url)
-        except (WhatsAppError, UserError, UnsafeUrlError) as error:
-            attempts = self.media_attempts + 1
-            vals = {"media_attempts": attempts}
-            # A host that may not receive the token will not become one later.
-            if attempts >= MEDIA_MAX_ATTEMPTS or isinstance(error, UnsafeUrlError):
-                vals.update(media_state="failed", next_attempt_date=False)
-            else:
-                vals["next_attempt_date"] = fields.Datetime.now() + timedelta(
-                    minutes=2**attempts
-                )
-            self.write(vals)
-            _logger.info(
-                "WhatsApp message %s: media download failed (%s), attempt %d",
-                self.id,
-                type(error).__name__,
-                attempts,
-            )
+        except (WhatsAppError, UserError, ValueError) as error:
+            self._media_attempt_failed(error)
             return False
         name = self.media_filename or _media_filename(self.message_type, info.mime_type)
         attachment = (
@@ -1153,32 +1305,40 @@ def _media_type(mimetype):
     return "document"
 
 
-# A send refused with 130429 is retried this many times inside its batch.
-RATE_LIMIT_RETRIES_IN_BATCH = 3
-_LIMITERS = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def _limiter_for(dbname, account):
-    """One limiter per account and process, so consecutive batches share it."""
-    key = (dbname, account.id)
-    with _LIMITERS_LOCK:
-        limiter = _LIMITERS.get(key)
-        if limiter is None or limiter.rate != account.rate_limit:
-            limiter = _LIMITERS[key] = SlidingWindowLimiter(account.rate_limit)
-        return limiter
-
-
-def _send_may_retry(error):
-    """Resend only what surely did not go out: a send has no idempotency key.
-
-    A connect failure never reached Meta; a Meta error object with a server code
-    (1, 2, 131000...) says Meta did not send it. A proxy's HTML 5xx or a dropped
-    connection may hide an accepted send, so those fail instead.
-    """
-    if isinstance(error, ConnectError):
-        return True
-    return isinstance(error, ServerError) and error.code is not None
+# Advisory-lock namespace of the send queue: (SEND_LOCK_SPACE, account id).
+SEND_LOCK_SPACE = 0x5741  # "WA"
+SEND_RUNNER_CRONS = (
+    "whatsapp_business.ir_cron_whatsapp_send_queue",
+    "whatsapp_business.ir_cron_whatsapp_send_queue_2",
+)
+# Accounts one runner serves at once (a thread and a connection each).
+MAX_ACCOUNTS_PER_RUN = 8
+# A round claims this many seconds of sends at the account's rate.
+ROUND_SECONDS = 20
+# Graph latency last seen per (database, account) in this process: a hint only.
+_LATENCY_HINTS = {}
+# Unexpected errors in a row before an account's sending is paused.
+ACCOUNT_ERRORS_BEFORE_PAUSE = 3
+# Due messages of the accounts a runner may serve now (sending allowed, and no
+# runner holding the account's advisory lock).
+_DUE_ACCOUNTS_SQL = """
+    JOIN whatsapp_account a ON a.id = m.account_id
+    JOIN res_company c ON c.id = a.company_id
+    WHERE m.state = 'queued' AND m.claim_date IS NULL
+      AND (m.next_attempt_date IS NULL
+           OR m.next_attempt_date <= (now() at time zone 'UTC'))
+      AND a.active AND NOT COALESCE(a.sending_paused, FALSE)
+      AND c.whatsapp_enabled
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_locks l
+           WHERE l.locktype = 'advisory'
+             AND l.database = (SELECT oid FROM pg_database
+                                WHERE datname = current_database())
+             AND l.classid = %(lock_space)s::oid
+             AND l.objid = a.id::oid
+             AND l.objsubid = 2
+             AND l.granted)
+"""
 
 
 def _testing():
@@ -1192,3 +1352,8 @@ def _commit(cr):
     """Commit between queue steps in production; tests run in one transaction."""
     if not _testing():
         cr.commit()  # pylint: disable=invalid-commit
+
+
+def _rollback(cr):
+    if not _testing():
+        cr.rollback()

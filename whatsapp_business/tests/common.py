@@ -120,6 +120,7 @@ class FakeGateway:
 
     def __init__(self, errors=None):
         self.sent = []
+        self.calls = []  # (phone number id, recipient) of every send attempted
         self.errors = dict(errors or {})  # number -> exception or list of them
         self.counter = 0
 
@@ -147,6 +148,7 @@ def mock_gateway(errors=None, phone_info=None, phone_info_error=None):
 
     def fake_send_message(client, payload):
         to = payload.get("to") or payload.get("recipient")
+        gateway.calls.append((client.phone_number_id, to))
         return gateway._outcome(to, payload)
 
     def fake_phone_info(client, **_kwargs):

@@ -5,6 +5,7 @@ One instance per account and per thread: it owns one ``requests.Session``
 """
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ __all__ = [
     "MediaInfo",
     "PhoneNumberInfo",
     "SendResult",
+    "normalize_api_version",
+    "normalize_base_url",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -171,6 +174,19 @@ def _opt_int(value):
         return None
 
 
+def normalize_base_url(base_url):
+    """The Graph base URL as the client uses it; ValueError when unusable.
+
+    https, or plain http on a loopback address only (see urls.validate_base_url).
+    """
+    return validate_base_url(base_url)
+
+
+def normalize_api_version(version):
+    """The Graph API version as the client uses it; ValueError when refused."""
+    return _normalize_version(version)
+
+
 def _normalize_version(version):
     text = str(version or "").strip()
     if text and not text.startswith("v"):
@@ -247,6 +263,22 @@ def _transport_error(exc):
     return TransportError(message, reached_server=True, retryable=False)
 
 
+def _new_session(base_url):
+    """A session that reads the environment once, not on every request.
+
+    With ``trust_env`` requests scans the whole of ``os.environ`` for proxies on
+    each call: a third of a send's CPU. The proxies for the Graph host and the
+    CA bundle variables are read here instead, with the same meaning.
+    """
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
+
+
 def _read_json(response):
     if not response.content:
         return {}
@@ -288,7 +320,7 @@ class CloudApiClient:
     ):
         if not access_token or not str(access_token).strip():
             raise ValueError("a WhatsApp access token is required")
-        base = validate_base_url(base_url)
+        base = normalize_base_url(base_url)
         self._access_token = str(access_token).strip()
         self.phone_number_id = _opt_str(phone_number_id)
         self.waba_id = _opt_str(waba_id)
@@ -298,7 +330,7 @@ class CloudApiClient:
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self.user_agent = user_agent or DEFAULT_USER_AGENT
         self._owns_session = session is None
-        self.session = session if session is not None else requests.Session()
+        self.session = session if session is not None else _new_session(base)
 
     def __repr__(self):
         return (

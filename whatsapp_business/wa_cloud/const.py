@@ -7,9 +7,9 @@ DEFAULT_API_VERSION = "v26.0"
 MIN_API_VERSION = "v22.0"
 # (connect, read) timeouts in seconds.
 DEFAULT_TIMEOUT = (5.0, 30.0)
-# Meta's default throughput per number is 80 msg/s; the addon's default stays below.
+# Meta's default throughput per number is 80 msg/s.
 META_DEFAULT_RATE_LIMIT = 80
-DEFAULT_RATE_LIMIT = 20
+DEFAULT_RATE_LIMIT = META_DEFAULT_RATE_LIMIT
 # Webhook bodies are at most 3 MB according to Meta.
 DEFAULT_MAX_WEBHOOK_BYTES = 3 * 1024 * 1024
 # Customer service window opened by each inbound message.

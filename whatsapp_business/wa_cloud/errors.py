@@ -33,6 +33,7 @@ __all__ = [
     "WhatsAppError",
     "error_from_payload",
     "error_from_response",
+    "holds_account",
     "parse_retry_after",
     "scrub_secrets",
 ]
@@ -58,6 +59,10 @@ _RATE_LIMIT_SCOPES = {
 # Pair rate limit: Meta tolerates about one message every 6 s to the same user.
 PAIR_RATE_LIMIT_DELAY = 6.0
 
+# 100 with this subcode: the phone number id does not exist, or the token has no
+# access to it. Every send of the account fails the same way.
+UNKNOWN_OBJECT_SUBCODE = 33
+
 
 def scrub_secrets(text):
     """Return ``text`` with tokens, secrets and phone numbers masked."""
@@ -71,6 +76,9 @@ class WhatsAppError(Exception):
 
     category = "unknown"
     retryable = False
+    # True when every other send of the account would fail the same way: the
+    # queue holds instead of failing messages one by one.
+    account_level = False
 
     def __init__(
         self,
@@ -153,6 +161,7 @@ class AuthenticationError(WhatsAppError):
     """Token expired, invalid or revoked (0, 190): never fixes itself."""
 
     category = "authentication"
+    account_level = True
 
     @property
     def reason(self):
@@ -164,6 +173,7 @@ class ApiPermissionError(WhatsAppError):
     """The token lacks a permission or asset access (3, 10, 200-299, 131005)."""
 
     category = "permission"
+    account_level = True
 
 
 class RateLimitError(WhatsAppError):
@@ -218,6 +228,7 @@ class AccountBlockedError(WhatsAppError):
     """Account-level block (policy, payment, registration): every send fails."""
 
     category = "account"
+    account_level = True
 
 
 class ServerError(WhatsAppError):
@@ -307,6 +318,15 @@ _CODE_CLASSES = {
     131057: ServerError,
     133004: ServerError,
 }
+
+
+def holds_account(error):
+    """True if ``error`` stops every send of the account until an admin acts.
+
+    Authentication (0, 190, HTTP 401), permissions (3, 10, 200-299, 131005,
+    100 with subcode 33) and account blocks (368, 131031, 131042...).
+    """
+    return bool(getattr(error, "account_level", False))
 
 
 def _class_for_code(code):
@@ -410,6 +430,8 @@ def _build(cls, error, http_status, retry_after):
     is_transient = error.get("is_transient")
     if not isinstance(is_transient, bool):
         is_transient = None
+    if cls is None and code == 100 and subcode == UNKNOWN_OBJECT_SUBCODE:
+        cls = ApiPermissionError
     if cls is None:
         cls = _class_for_code(code)
     if cls is None:
