@@ -461,12 +461,14 @@ class OdooEnv:
             f"db_host = {db_args.get('host', '')}",
             f"db_port = {db_args.get('port', '')}",
             f"db_user = {db_args.get('user', '')}",
-            f"db_password = {db_args.get('password', 'False')}",
             "http_interface = 127.0.0.1",
             # "True" means no demo data to Odoo 18 and 19 alike ("all" is 18's).
             "without_demo = True",
             "list_db = False",
         ]
+        if db_args.get("password"):
+            # Not "False" when there is none: Odoo 19 warns about that value.
+            lines.append(f"db_password = {db_args['password']}")
         if major < 19:
             # Odoo 19 warns about options it does not know in the file: there the
             # key travels in the environment only (WHATSAPP_ENCRYPTION_KEY below).

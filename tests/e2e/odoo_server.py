@@ -381,11 +381,13 @@ class OdooInstance:
             db_host=pg["host"],
             db_port=str(pg["port"]),
             db_user=pg["user"],
-            db_password=pg.get("password", "False"),
             data_dir=options.get("data_dir") or str(self.workdir / "data"),
             # "True" means "no demo data" to Odoo 18 and 19 alike ("all" is 18's).
             without_demo="True",
         )
+        if pg.get("password"):
+            # Not "False" when there is none: Odoo 19 warns about that value.
+            options["db_password"] = pg["password"]
         # Odoo 19 warns about options it does not know in the file: the key then
         # travels in the environment only (see env).
         options.pop("whatsapp_encryption_key", None)
