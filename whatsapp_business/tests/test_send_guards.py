@@ -115,7 +115,8 @@ class TestTwoQueueWorkers(WhatsAppMixin, TransactionCase):
                     "waba_id": "104000000000777",
                     "access_token": "EAAtwo-workers",
                     "app_secret": "two-workers-secret",
-                    # Three per run: the second worker finds work the first left.
+                    # Slow enough that the first worker is still busy with the
+                    # account when the second one starts.
                     "rate_limit": 3,
                     "max_concurrency": 1,
                 }
@@ -193,7 +194,10 @@ class TestTwoQueueWorkers(WhatsAppMixin, TransactionCase):
             done_b = self._worker(cr_b)
             cr_a.commit()
             cr_b.commit()
-            self.assertEqual((done_a, done_b), (3, 3))
+            # How the work splits is the engine's business (an account is served
+            # by one runner at a time); that nothing is sent twice is not.
+            self.assertGreater(done_a, 0)
+            self.assertEqual(done_a + done_b, self.MESSAGES)
             # A third run finds nothing left to send.
             with self.registry.cursor() as cr_c:
                 self.assertEqual(self._worker(cr_c), 0)
