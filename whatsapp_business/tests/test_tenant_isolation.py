@@ -66,6 +66,7 @@ def harmless_values(model):
         "whatsapp.webhook.rejection": {"count": 0},
         "whatsapp.composer": {"body": "Hijacked"},
         "whatsapp.composer.line": {"value": "Hijacked"},
+        "whatsapp.test.message": {"phone": "+15550109999"},
     }[model]
 
 
@@ -179,6 +180,14 @@ class IsolationCase(WhatsAppCase):
             .create({"composer_id": composer.id, "component": "body", "key": "1"})
             .sudo()
         )
+        # Only managers open it; created as `creator` so that it is theirs.
+        test_message = (
+            env["whatsapp.test.message"]
+            .with_user(creator)
+            .with_company(account.company_id)
+            .sudo()
+            .create({"account_id": account.id, "phone": lead.mobile})
+        )
         return {
             "whatsapp.account": account,
             "whatsapp.template": template,
@@ -189,6 +198,7 @@ class IsolationCase(WhatsAppCase):
             "whatsapp.webhook.rejection": rejection,
             "whatsapp.composer": composer,
             "whatsapp.composer.line": line,
+            "whatsapp.test.message": test_message,
         }
 
 

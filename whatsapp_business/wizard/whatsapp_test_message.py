@@ -173,6 +173,7 @@ class WhatsAppTestMessage(models.TransientModel):
         return self._reopen()
 
     def _reopen(self):
+        self.check_access("read")  # also refuses another user's wizard over RPC
         return {
             "type": "ir.actions.act_window",
             "name": self.env._("Send a Test Message"),
