@@ -132,3 +132,65 @@ class TestTestMessage(ToolkitCase):
             self.account_a.with_user(self.user_a).action_send_test_message()
         with self.assertRaises(AccessError):
             self.account_b.with_user(self.manager_a).action_send_test_message()
+
+
+AD = {
+    "source_url": "https://www.instagram.com/p/Cx1AbCdEf/",
+    "source_id": "120210000000000001",
+    "source_type": "ad",
+    "headline": "Spring kitchens -20%",
+    "body": "Design your kitchen with us",
+    "media_type": "image",
+    "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LEkR7JwFF4XvnO2E4Nx0-eM-GABDLOPaOdRMv-_zfUQ2a",
+}
+
+
+@tagged("post_install", "-at_install")
+class TestAdAttribution(ToolkitCase):
+    def test_ad_reply_fills_the_lead_and_the_message(self):
+        self.deliver(self.inbound("wamid.AD-1", text={"body": "Hi!"}, referral=AD))
+        message = self.received("wamid.AD-1")
+        self.assertEqual(message.ad_id, AD["source_id"])
+        self.assertEqual(message.ad_headline, AD["headline"])
+        self.assertEqual(message.ad_source_url, AD["source_url"])
+        self.assertEqual(message.ad_ctwa_clid, AD["ctwa_clid"])
+        lead = self.lead_a  # the contact's open lead is updated, not duplicated
+        self.assertEqual((message.res_model, message.res_id), ("crm.lead", lead.id))
+        self.assertEqual(lead.source_id.name, "Instagram")
+        self.assertEqual(lead.medium_id.name, "Click-to-WhatsApp")
+        self.assertEqual(
+            lead.campaign_id.name, "Spring kitchens -20% (120210000000000001)"
+        )
+        self.assertEqual(lead.whatsapp_ad_id, AD["source_id"])
+        self.assertEqual(lead.whatsapp_ad_headline, AD["headline"])
+        self.assertEqual(lead.whatsapp_ad_source_url, AD["source_url"])
+        self.assertEqual(lead.whatsapp_ctwa_clid, AD["ctwa_clid"])
+
+    def test_ad_reply_creates_a_lead_and_leads_group_by_ad(self):
+        self.account_a.create_lead = False
+        self.lead_a.active = False
+        facebook_ad = dict(AD, source_url="https://fb.me/2Kx9", headline="Roofs")
+        self.deliver(self.inbound("wamid.AD-2", referral=facebook_ad))
+        lead = self.env["crm.lead"].browse(self.received("wamid.AD-2").res_id)
+        self.assertEqual(lead.partner_id, self.partner_a)
+        self.assertEqual(lead.source_id.name, "Facebook")
+        self.assertEqual(lead.campaign_id.name, "Roofs (120210000000000001)")
+        groups = self.env["crm.lead"].read_group(
+            [("id", "=", lead.id)], ["whatsapp_ad_headline"], ["whatsapp_ad_headline"]
+        )
+        self.assertEqual(groups[0]["whatsapp_ad_headline"], "Roofs")
+        # The same ad again: same campaign, no duplicate.
+        self.deliver(self.inbound("wamid.AD-3", referral=facebook_ad))
+        self.assertEqual(
+            self.env["utm.campaign"].search_count(
+                [("name", "=", "Roofs (120210000000000001)")]
+            ),
+            1,
+        )
+
+    def test_message_without_referral_keeps_the_lead_utm(self):
+        source = self.env["utm.source"].create({"name": "Trade fair"})
+        self.lead_a.source_id = source
+        self.deliver(self.inbound("wamid.PLAIN-1"))
+        self.assertEqual(self.lead_a.source_id, source)
+        self.assertFalse(self.received("wamid.PLAIN-1").ad_id)

@@ -1,0 +1,88 @@
+"""Click-to-WhatsApp ad attribution: the ad behind a message, on the message and
+on its lead (UTM source, medium and campaign)."""
+
+from odoo import api, fields, models
+
+from ..wa_cloud.referral import MEDIUM, parse_referral
+
+
+class WhatsAppMessage(models.Model):
+    _inherit = "whatsapp.message"
+
+    ad_id = fields.Char(string="Ad ID", readonly=True, index="btree_not_null")
+    ad_headline = fields.Char(readonly=True)
+    ad_source_url = fields.Char(string="Ad URL", readonly=True)
+    ad_ctwa_clid = fields.Char(
+        string="Ad Click ID",
+        readonly=True,
+        help="Meta's click id (ctwa_clid), for its conversions API.",
+    )
+
+
+class CrmLead(models.Model):
+    _inherit = "crm.lead"
+
+    whatsapp_ad_id = fields.Char(
+        string="WhatsApp Ad ID",
+        index="btree_not_null",
+        help="The Click-to-WhatsApp ad the customer answered.",
+    )
+    whatsapp_ad_headline = fields.Char(string="WhatsApp Ad")
+    whatsapp_ad_source_url = fields.Char(string="WhatsApp Ad URL")
+    whatsapp_ctwa_clid = fields.Char(
+        string="WhatsApp Ad Click ID",
+        help="Meta's click id (ctwa_clid), for its conversions API.",
+    )
+
+
+class WhatsAppWebhookProcessor(models.AbstractModel):
+    _inherit = "whatsapp.webhook.processor"
+
+    @api.model
+    def _apply_referral(self, account, message, partner, record, item):
+        """Attribute a message from an ad; return the record it belongs to.
+
+        An ad reply is a lead by nature: one is created for the contact when the
+        message would otherwise only go to the contact. Last touch wins: the
+        lead's UTM fields follow the latest ad.
+        """
+        ad = parse_referral(getattr(item, "referral", None))
+        if not ad:
+            return record
+        message.write(
+            {
+                "ad_id": ad.source_id or False,
+                "ad_headline": ad.headline or False,
+                "ad_source_url": ad.source_url or False,
+                "ad_ctwa_clid": ad.ctwa_clid or False,
+            }
+        )
+        lead = record if record and record._name == "crm.lead" else None
+        if lead is None and partner:
+            lead = self._create_lead(account, partner)
+        if not lead:
+            return record
+        utm = self.env["utm.mixin"].sudo()
+        values = {
+            "whatsapp_ad_id": ad.source_id or False,
+            "whatsapp_ad_headline": ad.headline or False,
+            "whatsapp_ad_source_url": ad.source_url or False,
+            "whatsapp_ctwa_clid": ad.ctwa_clid or False,
+            "source_id": utm._find_or_create_record("utm.source", ad.platform).id,
+            "medium_id": self._ctwa_medium().id,
+        }
+        if ad.campaign_name:
+            values["campaign_id"] = utm._find_or_create_record(
+                "utm.campaign", ad.campaign_name
+            ).id
+        lead.sudo().write(values)
+        return lead
+
+    @api.model
+    def _ctwa_medium(self):
+        medium = self.env.ref(
+            "whatsapp_business.utm_medium_click_to_whatsapp", raise_if_not_found=False
+        )
+        return medium or self.env["utm.mixin"].sudo()._find_or_create_record(
+            "utm.medium", MEDIUM
+        )
