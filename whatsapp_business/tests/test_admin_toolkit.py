@@ -194,3 +194,150 @@ class TestAdAttribution(ToolkitCase):
         self.deliver(self.inbound("wamid.PLAIN-1"))
         self.assertEqual(self.lead_a.source_id, source)
         self.assertFalse(self.received("wamid.PLAIN-1").ad_id)
+
+
+@tagged("post_install", "-at_install")
+class TestMessageCost(ToolkitCase):
+    def sent_message(self, wamid, phone=PHONE_A, account=None):
+        return self.env["whatsapp.message"].create(
+            {
+                "account_id": (account or self.account_a).id,
+                "direction": "outbound",
+                "state": "sent",
+                "message_type": "template",
+                "phone": phone,
+                "wamid": wamid,
+                "sent_date": self.env.cr.now(),
+            }
+        )
+
+    def priced(self, wamid, category, pricing_type="regular", phone=PHONE_A):
+        message = self.sent_message(wamid, phone=phone)
+        self.deliver(
+            self.status(
+                wamid,
+                "delivered",
+                pricing={"billable": True, "category": category, "type": pricing_type},
+                recipient=phone.lstrip("+"),
+            )
+        )
+        return message
+
+    def test_billable_message_costs_its_market_and_category_rate(self):
+        shipped = self.env.ref("whatsapp_business.rate_france_marketing")
+        self.assertEqual(shipped.currency_id, self.env.ref("base.USD"))
+        self.assertTrue(shipped.source)
+        message = self.priced("wamid.COST-1", "marketing")
+        self.assertEqual(message.pricing_market, "france")
+        self.assertEqual(message.cost_state, "billed")
+        self.assertAlmostEqual(message.cost, shipped.price)
+        self.assertGreater(message.cost, 0)
+        self.assertEqual(message.cost_currency_id, shipped.currency_id)
+        spain = self.priced("wamid.COST-2", "utility", phone="+34612000111")
+        self.assertEqual(spain.pricing_market, "spain")
+        self.assertAlmostEqual(
+            spain.cost, self.env.ref("whatsapp_business.rate_spain_utility").price
+        )
+
+    def test_free_messages_cost_nothing(self):
+        for wamid, category, pricing_type in (
+            ("wamid.FREE-1", "service", "free_customer_service"),
+            ("wamid.FREE-2", "utility", "free_customer_service"),
+            ("wamid.FREE-3", "marketing", "free_entry_point"),
+        ):
+            with self.subTest(category=category, type=pricing_type):
+                message = self.priced(wamid, category, pricing_type)
+                self.assertEqual(message.cost_state, "free")
+                self.assertEqual(message.cost, 0.0)
+        unpriced = self.sent_message("wamid.NOT-YET")
+        self.assertFalse(unpriced.cost_state, "not priced before Meta says so")
+
+    def test_company_and_later_rates_win(self):
+        Rate = self.env["whatsapp.pricing.rate"]
+        eur = self.env.ref("base.EUR")
+        Rate.create(
+            {
+                "market": "france",
+                "category": "marketing",
+                "price": 0.07,
+                "currency_id": eur.id,
+                "date_start": "2025-07-01",
+                "company_id": self.company_a.id,
+                "source": "Negotiated with Meta's partner",
+            }
+        )
+        Rate.create(
+            {
+                "market": "france",
+                "category": "marketing",
+                "price": 9.0,
+                "date_start": "2099-01-01",  # not yet valid
+                "company_id": self.company_a.id,
+            }
+        )
+        message = self.priced("wamid.COST-3", "marketing")
+        self.assertAlmostEqual(message.cost, 0.07)
+        self.assertEqual(message.cost_currency_id, eur)
+        missing = self.priced("wamid.COST-4", "authentication_international")
+        self.assertEqual(missing.cost_state, "unrated")
+        self.assertEqual(missing.cost, 0.0)
+
+    def test_month_cost_on_the_account_and_report(self):
+        first = self.priced("wamid.MONTH-1", "marketing")
+        second = self.priced("wamid.MONTH-2", "authentication")
+        self.priced("wamid.MONTH-3", "service", "free_customer_service")
+        old = self.priced("wamid.MONTH-4", "marketing")
+        old.sent_date = "2020-01-15 10:00:00"  # another month
+        self.account_a.invalidate_recordset(["month_cost"])
+        self.assertAlmostEqual(self.account_a.month_cost, first.cost + second.cost)
+        self.assertEqual(self.account_a.month_cost_currency_id, first.cost_currency_id)
+        action = self.account_a.action_open_costs()
+        rows = self.env["whatsapp.message"]._read_group(
+            action["domain"],
+            ["company_id", "account_id", "cost_date:month", "pricing_category"],
+            ["cost:sum"],
+        )
+        by_category = {
+            (row[2].strftime("%Y-%m"), row[3]): row[4]
+            for row in rows
+            if row[1] == self.account_a
+        }
+        this_month = first.cost_date.strftime("%Y-%m")
+        self.assertAlmostEqual(by_category[(this_month, "marketing")], first.cost)
+        self.assertAlmostEqual(by_category[("2020-01", "marketing")], old.cost)
+        self.assertEqual(by_category[(this_month, "service")], 0.0)
+
+    def test_rate_card_rights(self):
+        shared = self.env.ref("whatsapp_business.rate_france_marketing")
+        self.assertTrue(shared.with_user(self.user_a).read(["price"]))
+        with self.assertRaises(AccessError):
+            shared.with_user(self.user_a).write({"price": 0.01})
+        with self.assertRaises(AccessError):
+            shared.with_user(self.manager_a).write({"price": 0.01})
+        own = (
+            self.env["whatsapp.pricing.rate"]
+            .with_user(self.manager_a)
+            .create(
+                {
+                    "market": "france",
+                    "category": "utility",
+                    "price": 0.02,
+                    "date_start": "2026-01-01",
+                    "company_id": self.company_a.id,
+                }
+            )
+        )
+        own.write({"price": 0.03})
+        with self.assertRaises(AccessError):
+            self.env["whatsapp.pricing.rate"].with_user(self.manager_a).create(
+                {
+                    "market": "france",
+                    "category": "utility",
+                    "price": 0.02,
+                    "date_start": "2026-01-01",
+                    "company_id": self.company_b.id,
+                }
+            )
+        admin = self.env.ref("base.user_admin")
+        shared.with_user(admin).write({"price": 0.09})
+        self.assertAlmostEqual(shared.price, 0.09)

@@ -67,6 +67,7 @@ def harmless_values(model):
         "whatsapp.composer": {"body": "Hijacked"},
         "whatsapp.composer.line": {"value": "Hijacked"},
         "whatsapp.test.message": {"phone": "+15550109999"},
+        "whatsapp.pricing.rate": {"price": 9.99},
     }[model]
 
 
@@ -188,6 +189,16 @@ class IsolationCase(WhatsAppCase):
             .sudo()
             .create({"account_id": account.id, "phone": lead.mobile})
         )
+        # A company's own rate line (the shared card, without company, is for all).
+        rate = env["whatsapp.pricing.rate"].create(
+            {
+                "market": "spain",
+                "category": "marketing",
+                "price": 0.05,
+                "date_start": "2025-07-01",
+                "company_id": account.company_id.id,
+            }
+        )
         return {
             "whatsapp.account": account,
             "whatsapp.template": template,
@@ -199,6 +210,7 @@ class IsolationCase(WhatsAppCase):
             "whatsapp.composer": composer,
             "whatsapp.composer.line": line,
             "whatsapp.test.message": test_message,
+            "whatsapp.pricing.rate": rate,
         }
 
 
