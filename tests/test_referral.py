@@ -18,7 +18,9 @@ def test_platform_from_the_source_url():
         parse_referral({"source_url": "https://notinstagram.com/x"}).platform
         == "Facebook"
     )
-    assert parse_referral({"source_id": "1", "source_type": "ad"}).platform == "Facebook"
+    assert (
+        parse_referral({"source_id": "1", "source_type": "ad"}).platform == "Facebook"
+    )
 
 
 def test_campaign_name_from_headline_and_id():

@@ -13,4 +13,4 @@ from . import ir_actions_server
 from . import whatsapp_account_toolkit
 from . import whatsapp_referral
 from . import whatsapp_pricing_rate
-from . import whatsapp_message_cost
+from . import whatsapp_message_reporting

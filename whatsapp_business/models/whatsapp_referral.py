@@ -1,38 +1,10 @@
 """Click-to-WhatsApp ad attribution: the ad behind a message, on the message and
-on its lead (UTM source, medium and campaign)."""
+on its lead (UTM source, medium and campaign). The fields are in
+whatsapp_message_reporting.py and crm_lead.py."""
 
-from odoo import api, fields, models
+from odoo import api, models
 
 from ..wa_cloud.referral import MEDIUM, parse_referral
-
-
-class WhatsAppMessage(models.Model):
-    _inherit = "whatsapp.message"
-
-    ad_id = fields.Char(string="Ad ID", readonly=True, index="btree_not_null")
-    ad_headline = fields.Char(readonly=True)
-    ad_source_url = fields.Char(string="Ad URL", readonly=True)
-    ad_ctwa_clid = fields.Char(
-        string="Ad Click ID",
-        readonly=True,
-        help="Meta's click id (ctwa_clid), for its conversions API.",
-    )
-
-
-class CrmLead(models.Model):
-    _inherit = "crm.lead"
-
-    whatsapp_ad_id = fields.Char(
-        string="WhatsApp Ad ID",
-        index="btree_not_null",
-        help="The Click-to-WhatsApp ad the customer answered.",
-    )
-    whatsapp_ad_headline = fields.Char(string="WhatsApp Ad")
-    whatsapp_ad_source_url = fields.Char(string="WhatsApp Ad URL")
-    whatsapp_ctwa_clid = fields.Char(
-        string="WhatsApp Ad Click ID",
-        help="Meta's click id (ctwa_clid), for its conversions API.",
-    )
 
 
 class WhatsAppWebhookProcessor(models.AbstractModel):

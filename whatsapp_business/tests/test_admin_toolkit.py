@@ -64,7 +64,7 @@ class TestTestMessage(ToolkitCase):
         return Form(
             self.env[action["res_model"]]
             .with_user(user or self.manager_a)
-            .with_context(action["context"])
+            .with_context(**action["context"])
         )
 
     def test_template_test_message_goes_through_the_queue(self):
@@ -81,10 +81,13 @@ class TestTestMessage(ToolkitCase):
         self.assertEqual(message.state, "queued")
         self.assertEqual(message.template_id, self.hello)
         self.assertEqual(message.phone, PHONE_A)
-        self.assertEqual((message.res_model, message.res_id), (
-            "whatsapp.account",
-            self.account_a.id,
-        ))
+        self.assertEqual(
+            (message.res_model, message.res_id),
+            (
+                "whatsapp.account",
+                self.account_a.id,
+            ),
+        )
         with mock_gateway() as gateway:
             self.env["whatsapp.message"]._cron_process_queue()
         self.assertEqual(len(gateway.sent), 1)
@@ -106,9 +109,11 @@ class TestTestMessage(ToolkitCase):
         wizard = form.save()
         with self.assertRaisesRegex(UserError, "last 24 hours"):
             wizard.action_send()
-        self.assertFalse(self.env["whatsapp.message"].search_count(
-            [("body", "=", "Ping from the test button")]
-        ))
+        self.assertFalse(
+            self.env["whatsapp.message"].search_count(
+                [("body", "=", "Ping from the test button")]
+            )
+        )
         self.open_window(self.account_a, PHONE_A)
         wizard.invalidate_recordset()
         self.assertTrue(wizard.window_open)
@@ -141,7 +146,8 @@ AD = {
     "headline": "Spring kitchens -20%",
     "body": "Design your kitchen with us",
     "media_type": "image",
-    "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LEkR7JwFF4XvnO2E4Nx0-eM-GABDLOPaOdRMv-_zfUQ2a",
+    "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LEk"
+    "R7JwFF4XvnO2E4Nx0-eM-GABDLOPaOdRMv-_zfUQ2a",
 }
 
 

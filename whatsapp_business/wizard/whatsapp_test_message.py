@@ -45,9 +45,7 @@ class WhatsAppTestMessage(models.TransientModel):
         "whatsapp.message", string="Sent Message", readonly=True
     )
     message_state = fields.Selection(related="message_id.state", string="State")
-    message_failure = fields.Char(
-        related="message_id.failure_title", string="Failure"
-    )
+    message_failure = fields.Char(related="message_id.failure_title", string="Failure")
     message_wamid = fields.Char(related="message_id.wamid", string="Meta Message ID")
 
     @api.model

@@ -4,9 +4,19 @@ from ..wa_cloud.pricing import MARKETS
 
 
 class WhatsAppMessage(models.Model):
-    """What Meta charges for each message, from its pricing and the rate card."""
+    """What the log reports beyond delivery: the ad a message answered, and what
+    Meta charges for it (from its pricing and the rate card)."""
 
     _inherit = "whatsapp.message"
+
+    ad_id = fields.Char(string="Ad ID", readonly=True, index="btree_not_null")
+    ad_headline = fields.Char(readonly=True)
+    ad_source_url = fields.Char(string="Ad URL", readonly=True)
+    ad_ctwa_clid = fields.Char(
+        string="Ad Click ID",
+        readonly=True,
+        help="Meta's click id (ctwa_clid), for its conversions API.",
+    )
 
     pricing_market = fields.Selection(
         MARKETS,
@@ -47,7 +57,7 @@ class WhatsAppMessage(models.Model):
     def _compute_cost(self):
         Rate = self.env["whatsapp.pricing.rate"]
         for message in self:
-            on_date = (message.sent_date or message.create_date or fields.Datetime.now())
+            on_date = message.sent_date or message.create_date or fields.Datetime.now()
             values = Rate._message_cost_values(
                 message.company_id,
                 message.phone,
