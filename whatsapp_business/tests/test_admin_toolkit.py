@@ -103,10 +103,22 @@ class TestTestMessage(ToolkitCase):
     def test_free_text_only_inside_the_window(self):
         form = self.open_wizard()
         form.phone = PHONE_A
-        form.mode = "text"
-        form.body = "Ping from the test button"
         self.assertFalse(form.window_open)
-        wizard = form.save()
+        with self.assertRaises(AssertionError):
+            form.mode = "text"  # read-only in the form while the window is closed
+        # The server refuses it too (RPC does not go through the form).
+        wizard = (
+            self.env["whatsapp.test.message"]
+            .with_user(self.manager_a)
+            .create(
+                {
+                    "account_id": self.account_a.id,
+                    "phone": PHONE_A,
+                    "mode": "text",
+                    "body": "Ping from the test button",
+                }
+            )
+        )
         with self.assertRaisesRegex(UserError, "last 24 hours"):
             wizard.action_send()
         self.assertFalse(
@@ -115,10 +127,15 @@ class TestTestMessage(ToolkitCase):
             )
         )
         self.open_window(self.account_a, PHONE_A)
-        wizard.invalidate_recordset()
-        self.assertTrue(wizard.window_open)
+        form = self.open_wizard()
+        form.phone = PHONE_A
+        self.assertTrue(form.window_open)
+        form.mode = "text"
+        form.body = "Ping from the test button"
+        wizard = form.save()
         wizard.action_send()
         self.assertEqual(wizard.message_id.message_type, "text")
+        self.assertEqual(wizard.message_id.body, "Ping from the test button")
         self.assertEqual(wizard.message_id.state, "queued")
 
     def test_invalid_number_and_unapproved_template_refused(self):
