@@ -234,6 +234,9 @@ def main(argv=None) -> int:
     except OdooUnavailable as exc:
         say(f"Cannot start the sandbox: {exc}", error=True)
         return 2
+    except (OSError, RuntimeError) as exc:  # a port in use, Odoo failing to start
+        say(f"The sandbox failed: {exc}", error=True)
+        return 1
     except KeyboardInterrupt:
         pass
     finally:
