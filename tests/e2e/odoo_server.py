@@ -338,7 +338,9 @@ class OdooInstance:
                 f"the Odoo probe failed: {proc.stderr.strip()[-500:]}"
             ) from exc
 
-    def prepare(self) -> OdooInstance:
+    def prepare(self, *, update: bool = False) -> OdooInstance:
+        """Find Odoo, write the configuration, install the module where it is
+        missing (``update``: upgrade it where it is installed)."""
         self._read_base_config()
         info = self.probe()
         if info.get("error"):
@@ -358,6 +360,8 @@ class OdooInstance:
         self._write_config(info["addons"], info["major"])
         if info["db_exists"] and info["installed"]:
             self.reused_db = True
+            if update:
+                self.install(update=True)
         else:
             self.created_db = not info["db_exists"]
             self.install()
@@ -417,8 +421,9 @@ class OdooInstance:
             env["WHATSAPP_ENCRYPTION_KEY"] = self.key
         return env
 
-    def install(self):
-        log = self.workdir / "install.log"
+    def install(self, *, update: bool = False):
+        """Install the module (``update``: upgrade it where it is installed)."""
+        log = self.workdir / ("update.log" if update else "install.log")
         cmd = [
             self.python,
             "-m",
@@ -427,7 +432,7 @@ class OdooInstance:
             str(self.config),
             "-d",
             self.db,
-            "-i",
+            "-u" if update else "-i",
             ADDON,
             "--stop-after-init",
             "--without-demo=True",
@@ -450,7 +455,8 @@ class OdooInstance:
             raise RuntimeError(f"installing {ADDON} timed out; log {log}") from exc
         if proc.returncode != 0:
             raise RuntimeError(
-                f"installing {ADDON} on {self.db} failed (exit {proc.returncode}):\n"
+                f"{'updating' if update else 'installing'} {ADDON} on {self.db} failed"
+                f" (exit {proc.returncode}):\n"
                 f"{proc.stderr[-2000:]}\n{tail(log)}"
             )
 
@@ -463,9 +469,11 @@ class OdooInstance:
         max_cron_threads: int = 1,
         extra_args: tuple[str, ...] = (),
         name: str | None = None,
+        port: int | None = None,
     ) -> OdooProcess:
-        """Start a server on a free 127.0.0.1 port; return once it serves RPC."""
-        port = free_port()
+        """Start a server on 127.0.0.1 (``port``, else a free one); return once it
+        serves RPC."""
+        port = port or free_port()
         log = self.workdir / f"{name or f'odoo-w{workers}'}-{port}.log"
         # Prefork re-runs sys.argv[0] for its gevent child: with `-m odoo` that
         # is odoo/__main__.py, which cannot run as a script, so the child would

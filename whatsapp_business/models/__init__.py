@@ -11,3 +11,7 @@ from . import whatsapp_webhook_event
 from . import whatsapp_webhook_processor
 from . import crm_lead
 from . import ir_actions_server
+from . import whatsapp_account_toolkit
+from . import whatsapp_referral
+from . import whatsapp_pricing_rate
+from . import whatsapp_message_reporting

@@ -9,6 +9,18 @@ class CrmLead(models.Model):
         compute="_compute_whatsapp_message_count",
         groups="whatsapp_business.group_whatsapp_user",
     )
+    # Click-to-WhatsApp ad attribution (whatsapp_referral.py fills them).
+    whatsapp_ad_id = fields.Char(
+        string="WhatsApp Ad ID",
+        index="btree_not_null",
+        help="The Click-to-WhatsApp ad the customer answered.",
+    )
+    whatsapp_ad_headline = fields.Char(string="WhatsApp Ad")
+    whatsapp_ad_source_url = fields.Char(string="WhatsApp Ad URL")
+    whatsapp_ctwa_clid = fields.Char(
+        string="WhatsApp Ad Click ID",
+        help="Meta's click id (ctwa_clid), for its conversions API.",
+    )
 
     def _compute_whatsapp_message_count(self):
         counts = dict(

@@ -155,6 +155,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         except IntegrityError:
             return True  # a concurrent delivery stored it first
         record = self._conversation_record(account, partner, item)
+        record = self._apply_referral(account, message, partner, record, item)  # ads
         if record:
             message.write({"res_model": record._name, "res_id": record.id})
             message.mail_message_id = message._post_in_chatter(record, partner)

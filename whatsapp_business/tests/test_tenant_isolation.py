@@ -67,6 +67,8 @@ def harmless_values(model):
         "whatsapp.webhook.rejection": {"count": 0},
         "whatsapp.composer": {"body": "Hijacked"},
         "whatsapp.composer.line": {"value": "Hijacked"},
+        "whatsapp.test.message": {"phone": "+15550109999"},
+        "whatsapp.pricing.rate": {"price": 9.99},
     }[model]
 
 
@@ -180,6 +182,24 @@ class IsolationCase(WhatsAppCase):
             .create({"composer_id": composer.id, "component": "body", "key": "1"})
             .sudo()
         )
+        # Only managers open it; created as `creator` so that it is theirs.
+        test_message = (
+            env["whatsapp.test.message"]
+            .with_user(creator)
+            .with_company(account.company_id)
+            .sudo()
+            .create({"account_id": account.id, "phone": lead.mobile})
+        )
+        # A company's own rate line (the shared card, without company, is for all).
+        rate = env["whatsapp.pricing.rate"].create(
+            {
+                "market": "spain",
+                "category": "marketing",
+                "price": 0.05,
+                "date_start": "2025-07-01",
+                "company_id": account.company_id.id,
+            }
+        )
         return {
             "whatsapp.account": account,
             "whatsapp.template": template,
@@ -190,6 +210,8 @@ class IsolationCase(WhatsAppCase):
             "whatsapp.webhook.rejection": rejection,
             "whatsapp.composer": composer,
             "whatsapp.composer.line": line,
+            "whatsapp.test.message": test_message,
+            "whatsapp.pricing.rate": rate,
         }
 
 

@@ -1,1 +1,2 @@
 from . import whatsapp_composer
+from . import whatsapp_test_message
