@@ -188,7 +188,7 @@ class IsolationCase(WhatsAppCase):
             .with_user(creator)
             .with_company(account.company_id)
             .sudo()
-            .create({"account_id": account.id, "phone": lead.mobile})
+            .create({"account_id": account.id, "phone": lead[MOBILE]})
         )
         # A company's own rate line (the shared card, without company, is for all).
         rate = env["whatsapp.pricing.rate"].create(
