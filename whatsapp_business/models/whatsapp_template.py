@@ -283,6 +283,11 @@ class WhatsAppTemplate(models.Model):
         string="Variables", compute="_compute_texts", store=True
     )
     quality_score = fields.Selection(QUALITY_SCORES, readonly=True)
+    # Meta's time of the last webhook applied to each value: an older update,
+    # delivered late, never overrides a newer one.
+    status_date = fields.Datetime(readonly=True, copy=False)
+    quality_date = fields.Datetime(readonly=True, copy=False)
+    category_date = fields.Datetime(readonly=True, copy=False)
     rejected_reason = fields.Char(string="Rejection Reason", readonly=True)
     active = fields.Boolean(default=True)
     model_id = fields.Many2one(
@@ -845,10 +850,21 @@ class WhatsAppTemplate(models.Model):
             )
             return False
         vals = {}
+        when = item.timestamp.replace(tzinfo=None) if item.timestamp else None
+
+        def is_newest(date_field):
+            # Equal times keep the arrival order; an update without one applies.
+            if not when:
+                return True
+            if template[date_field] and when < template[date_field]:
+                return False
+            vals[date_field] = when
+            return True
+
         if isinstance(item, wa_events.TemplateStatusUpdate):
             event = (item.event or "").upper()
             status = EVENT_TO_STATUS.get(event, event)
-            if status in dict(TEMPLATE_STATUSES):
+            if status in dict(TEMPLATE_STATUSES) and is_newest("status_date"):
                 vals["status"] = status
                 if status == "REJECTED":
                     reason = item.reason or (item.rejection_info or {}).get("reason")
@@ -858,15 +874,15 @@ class WhatsAppTemplate(models.Model):
                 elif template.rejected_reason:
                     vals["rejected_reason"] = False
             category = (item.category or "").upper()
-            if category in dict(CATEGORIES):
+            if category in dict(CATEGORIES) and is_newest("category_date"):
                 vals["category"] = category
         elif isinstance(item, wa_events.TemplateQualityUpdate):
             quality = (item.new_quality or "").upper()
-            if quality in dict(QUALITY_SCORES):
+            if quality in dict(QUALITY_SCORES) and is_newest("quality_date"):
                 vals["quality_score"] = quality
         elif isinstance(item, wa_events.TemplateCategoryUpdate):
             category = (item.new_category or item.correct_category or "").upper()
-            if category in dict(CATEGORIES):
+            if category in dict(CATEGORIES) and is_newest("category_date"):
                 vals["category"] = category
         if template.template_uid != item.template_id and item.template_id:
             vals["template_uid"] = item.template_id
