@@ -313,10 +313,18 @@ class WhatsAppMessage(models.Model):
         """One body serves every reader: the sender's or the company's language."""
         return self.author_id.lang or self.company_id.partner_id.lang or self.env.lang
 
-    def _chatter_body(self):
+    def _chatter_body(self, labels=None):
+        """The chatter markup; ``labels`` caches the state labels per language."""
         self.ensure_one()
-        env = self.with_context(lang=self._chatter_lang()).env
-        states = dict(self._fields["state"]._description_selection(env))
+        lang = self._chatter_lang()
+        if labels is None:
+            labels = {}
+        states = labels.get(lang)
+        if states is None:
+            env = self.with_context(lang=lang).env
+            states = labels[lang] = dict(
+                self._fields["state"]._description_selection(env)
+            )
         icon = STATE_ICONS.get(self.state, "fa-whatsapp")
         if self.message_type == "template" and self.template_id:
             content = escape(self.body or self.template_id.name)
@@ -362,24 +370,33 @@ class WhatsAppMessage(models.Model):
         markup around escaped content, so the ORM's sanitizing and tracking of
         mail.message would only cost time.
         """
-        rows = []
+        ids, bodies, labels = [], [], {}
         for message in self:
-            body = message._chatter_body()
-            for mail_message in (
-                message.mail_message_id | message.partner_mail_message_id
+            body = None
+            for mail_message_id in (
+                message.mail_message_id.id,
+                message.partner_mail_message_id.id,
             ):
-                rows.append({"id": mail_message.id, "body": str(body)})
-        if not rows:
+                if mail_message_id:
+                    body = body or str(message._chatter_body(labels))
+                    ids.append(mail_message_id)
+                    bodies.append(body)
+        if not ids:
             return
         self.env["mail.message"].flush_model(["body"])
-        self.env.cr.executemany(
-            "UPDATE mail_message SET body = %(body)s,"
-            " write_date = (now() at time zone 'UTC') WHERE id = %(id)s",
-            rows,
+        # One statement for the whole batch of messages.
+        self.env.cr.execute(
+            """
+            UPDATE mail_message m
+               SET body = v.body, write_date = (now() at time zone 'UTC')
+              FROM unnest(%s::int[], %s::text[]) AS v(id, body)
+             WHERE m.id = v.id
+            """,
+            (ids, bodies),
         )
-        self.env["mail.message"].browse(
-            [row["id"] for row in rows]
-        ).invalidate_recordset(["body", "write_date"])
+        self.env["mail.message"].browse(ids).invalidate_recordset(
+            ["body", "write_date"]
+        )
 
     # ------------------------------------------------------------------ statuses
 
