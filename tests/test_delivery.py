@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+
 from wa_cloud.delivery import (
     DELIVERY_ORDER,
     META_STATUS_TO_STATE,

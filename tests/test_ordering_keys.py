@@ -3,6 +3,7 @@
 import json
 
 from conftest import FIXTURES
+
 from wa_cloud.events import ANY_PARTY, MAX_ORDERING_KEYS, ordering_keys
 
 
@@ -49,9 +50,7 @@ def test_account_level_changes_are_ordered_among_themselves():
     status = body("message_template_status_update", {"event": "APPROVED"})
     quality = body("message_template_quality_update", {"new_quality_score": "RED"})
     assert ordering_keys(status) == ordering_keys(quality) == ["@template"]
-    assert ordering_keys(body("account_update", {"event": "X"})) == [
-        "@account_update"
-    ]
+    assert ordering_keys(body("account_update", {"event": "X"})) == ["@account_update"]
 
 
 def test_too_many_parties_or_an_unreadable_body_order_against_everything():

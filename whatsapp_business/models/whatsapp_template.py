@@ -823,8 +823,8 @@ class WhatsAppTemplate(models.Model):
     # ------------------------------------------------------------------ webhooks
 
     @api.model
-    def _apply_webhook_event(self, account, item):
-        """Apply a template status / quality / category webhook; False if unknown."""
+    def _find_for_webhook(self, account, item):
+        """The template a webhook names, by Meta id, else by name and language."""
         Template = self.with_context(active_test=False)
         template = Template.browse()
         if item.template_id:
@@ -844,6 +844,12 @@ class WhatsAppTemplate(models.Model):
                 ],
                 limit=1,
             )
+        return template
+
+    @api.model
+    def _apply_webhook_event(self, account, item):
+        """Apply a template status / quality / category webhook; False if unknown."""
+        template = self._find_for_webhook(account, item)
         if not template:
             _logger.info(
                 "WhatsApp account %s: event for an unknown template", account.id

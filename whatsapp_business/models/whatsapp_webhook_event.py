@@ -179,7 +179,9 @@ class WhatsAppWebhookEvent(models.Model):
             except psycopg2.errors.TransactionRollbackError:
                 # A send or another webhook wrote the same rows: the events stay
                 # pending and are processed again in a fresh transaction.
-                _logger.info("WhatsApp webhook events %s: conflict, retried", events.ids)
+                _logger.info(
+                    "WhatsApp webhook events %s: conflict, retried", events.ids
+                )
                 events._release_claims()
                 _commit(self.env.cr)
                 self._trigger_processing()
@@ -234,10 +236,7 @@ class WhatsAppWebhookEvent(models.Model):
             parties = set(keys.split()) if keys is not None else {wa_events.ANY_PARTY}
             everyone = wa_events.ANY_PARTY in parties
             waits = (
-                claimed
-                or all_busy
-                or bool(parties & busy)
-                or (everyone and bool(busy))
+                claimed or all_busy or bool(parties & busy) or (everyone and bool(busy))
             )
             if waits:
                 # Later events of these customers wait for this one.
@@ -284,8 +283,10 @@ class WhatsAppWebhookEvent(models.Model):
             (tuple(cron_ids),),
         )
         due = {row[0] for row in self.env.cr.fetchall()}
-        crons = self.env["ir.cron"].sudo().browse(
-            [cron_id for cron_id in cron_ids if cron_id not in due]
+        crons = (
+            self.env["ir.cron"]
+            .sudo()
+            .browse([cron_id for cron_id in cron_ids if cron_id not in due])
         )
         for cron in crons.filtered("active"):
             cron._trigger()

@@ -401,9 +401,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         button_payload = (item.button or {}).get("payload") or ""
         Blacklist = self.env["phone.blacklist"].sudo()
         if item.is_opt_out or wa_events.is_opt_out_text(button_payload):
-            if self._preference_applies(
-                account, message.phone, "stop", item.timestamp
-            ):
+            if self._preference_applies(account, message.phone, "stop", item.timestamp):
                 Blacklist._add(
                     [message.phone],
                     message=self.env._("Opted out by a WhatsApp message."),
@@ -529,9 +527,11 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             by_id = {}
         targets = []
         for account, item in pairs:
-            message_id, direction = found.get((account.id, item.wamid)) or by_id.get(
-                _callback_message_id(item.biz_opaque_callback_data)
-            ) or (False, False)
+            message_id, direction = (
+                found.get((account.id, item.wamid))
+                or by_id.get(_callback_message_id(item.biz_opaque_callback_data))
+                or (False, False)
+            )
             targets.append(message_id if direction == "outbound" else False)
         return targets
 
@@ -575,9 +575,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                         if error
                         else {"failure_type": "unknown"}
                     )
-                    row.update(
-                        {key: value or None for key, value in failure.items()}
-                    )
+                    row.update({key: value or None for key, value in failure.items()})
             for key, values in columns.items():
                 values.append(row[key])
         next_state = delivery.next_state_sql("old.state", "v.state", "old.failure_type")
@@ -587,25 +585,34 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             " WHEN old.state = 'failed' AND ({next}) <> 'failed' THEN NULL"
             " ELSE old.{f} END"
         )
+        assignments = [
+            f"state = {next_state}",
+            f"next_attempt_date = CASE WHEN ({next_state}) <> old.state"
+            " THEN NULL ELSE old.next_attempt_date END",
+            *(
+                f"{fname} = COALESCE(old.{fname}, v.{fname})"
+                for fname in ("sent_date", "delivered_date", "read_date")
+            ),
+            *(
+                f"{fname} = {failure.format(next=next_state, f=fname)}"
+                for fname in (
+                    "failed_date",
+                    "failure_type",
+                    "failure_code",
+                    "failure_title",
+                    "failure_details",
+                )
+            ),
+            # Meta's latest pricing wins.
+            *(
+                f"{fname} = COALESCE(v.{fname}, old.{fname})"
+                for fname in ("pricing_category", "pricing_type", "conversation_id")
+            ),
+        ]
         self.env.cr.execute(
             f"""
             UPDATE whatsapp_message m
-               SET state = {next_state},
-                   next_attempt_date = CASE WHEN ({next_state}) <> old.state
-                                       THEN NULL ELSE old.next_attempt_date END,
-                   sent_date = COALESCE(old.sent_date, v.sent_date),
-                   delivered_date = COALESCE(old.delivered_date, v.delivered_date),
-                   read_date = COALESCE(old.read_date, v.read_date),
-                   failed_date = {failure.format(next=next_state, f="failed_date")},
-                   failure_type = {failure.format(next=next_state, f="failure_type")},
-                   failure_code = {failure.format(next=next_state, f="failure_code")},
-                   failure_title = {failure.format(next=next_state, f="failure_title")},
-                   failure_details = {
-                failure.format(next=next_state, f="failure_details")
-            },
-                   pricing_category = COALESCE(v.pricing_category, old.pricing_category),
-                   pricing_type = COALESCE(v.pricing_type, old.pricing_type),
-                   conversation_id = COALESCE(v.conversation_id, old.conversation_id),
+               SET {", ".join(assignments)},
                    write_uid = %s,
                    write_date = (now() at time zone 'UTC')
               FROM unnest(%s::int[], %s::varchar[], %s::timestamp[], %s::timestamp[],
@@ -689,8 +696,10 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     @api.model
     def _preference_applies(self, account, number, value, when):
         """False for an update older than the last one applied to this number."""
-        applies = self.env["whatsapp.preference"].sudo()._accept(
-            account, number, value, _naive(when)
+        applies = (
+            self.env["whatsapp.preference"]
+            .sudo()
+            ._accept(account, number, value, _naive(when))
         )
         if not applies:
             _logger.info("WhatsApp: an older opt-out/opt-in update was ignored")

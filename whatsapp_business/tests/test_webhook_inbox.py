@@ -130,6 +130,7 @@ class TestRouteLimits(WhatsAppMixin, HttpCase):
         self.env["ir.config_parameter"].set_param(
             "whatsapp_business.webhook_max_bytes", 1000
         )
+
         def chunks():
             # No Content-Length: requests sends a generator chunked.
             for _ in range(2000):
@@ -491,7 +492,9 @@ class TestParallelClaims(WhatsAppMixin, TransactionCase):
             env_b["whatsapp.webhook.event"].browse(claimed_b)._process_batch()
             cr_a.commit()
             cr_b.commit()
-            claimed_again, _backlog = env_a["whatsapp.webhook.event"]._claim_ids(cr_a, 5)
+            claimed_again, _backlog = env_a["whatsapp.webhook.event"]._claim_ids(
+                cr_a, 5
+            )
             self.assertEqual(claimed_again, self.event_ids[1:2])
             env_a["whatsapp.webhook.event"].browse(claimed_again)._process_batch()
             cr_a.commit()
