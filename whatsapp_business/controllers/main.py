@@ -38,7 +38,8 @@ def _read_at_most(httprequest, max_bytes):
     """
     # Odoo's request wrapper hides werkzeug's stream; the wrapped request has it.
     wrapped = getattr(httprequest, "_HTTPRequest__wrapped", None)
-    if wrapped is None:
+    if wrapped is None or httprequest.content_length is not None:
+        # A declared length was checked by the caller: werkzeug reads that much.
         raw = httprequest.get_data(cache=True)
         if len(raw) > max_bytes:
             raise RequestEntityTooLarge()

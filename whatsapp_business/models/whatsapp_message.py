@@ -341,11 +341,21 @@ class WhatsAppMessage(models.Model):
             '<small class="text-muted"><i class="fa %s"/> %s</small></div>'
         ) % (self.state, content, icon, label)
 
-    def _post_in_chatter(self, record, partner=None):
-        """Post this message on a record's chatter and remember the link."""
+    def _post_in_chatter(self, record, partner=None, notify=True):
+        """Post this message on a record's chatter and remember the link.
+
+        ``notify=False`` logs it without notifying the followers (a copy).
+        """
         self.ensure_one()
         if not record or not hasattr(record, "message_post"):
             return self.env["mail.message"]
+        if not notify:
+            author = partner if self.direction == "inbound" and partner else None
+            return record.sudo()._message_log(
+                body=self._chatter_body(),
+                message_type="comment",
+                author_id=(author or self.author_id.partner_id).id or None,
+            )
         kwargs = {
             "body": self._chatter_body(),
             "message_type": "comment",
@@ -357,9 +367,11 @@ class WhatsAppMessage(models.Model):
             kwargs["subtype_xmlid"] = "mail.mt_comment"
         elif self.author_id:
             kwargs["author_id"] = self.author_id.partner_id.id
+        # E-mail notifications go through the mail queue: the webhook cron and
+        # the composer must not wait for an SMTP server.
         return (
             record.sudo()
-            .with_context(mail_create_nosubscribe=True)
+            .with_context(mail_create_nosubscribe=True, mail_notify_force_send=False)
             .message_post(**kwargs)
         )
 

@@ -167,6 +167,9 @@ class WhatsAppWebhookEvent(models.Model):
         woke_helpers = False
         deadline = time.monotonic() + RUN_SECONDS
         while done < limit and time.monotonic() < deadline:
+            # The batch's transaction must start after its claim is committed:
+            # an older snapshot would see the claimed rows as concurrently changed.
+            _commit(self.env.cr)
             events, backlog = self._claim_batch(min(BATCH_EVENTS, limit - done))
             if not events:
                 break
@@ -182,6 +185,9 @@ class WhatsAppWebhookEvent(models.Model):
                 _logger.info(
                     "WhatsApp webhook events %s: conflict, retried", events.ids
                 )
+                if not _testing():
+                    self.env.cr.rollback()
+                    self.env.invalidate_all()
                 events._release_claims()
                 _commit(self.env.cr)
                 self._trigger_processing()

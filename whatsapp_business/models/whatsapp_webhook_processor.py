@@ -1,3 +1,4 @@
+import functools
 import logging
 
 import psycopg2
@@ -105,12 +106,25 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             wa_events.AccountUpdate: self._handle_account_update,
             wa_events.UserPreferenceUpdate: self._handle_user_preference,
         }
+        # Inbound messages already stored, for the whole batch in one query.
+        stored = self._stored_wamids(
+            {
+                (account.id, item.wamid)
+                for _event, account, item in work
+                if isinstance(item, wa_events.InboundMessage) and item.wamid
+            }
+        )
         for event_id, account, item in work:
             outcome = outcomes[event_id]
             handler = handlers.get(type(item))
             if not handler:
                 outcome["ignored"] += 1
                 continue
+            if isinstance(item, wa_events.InboundMessage) and item.wamid:
+                if (account.id, item.wamid) in stored:
+                    outcome["handled"] += 1  # a redelivery changes nothing
+                    continue
+                handler = functools.partial(self._handle_inbound, known_new=True)
             try:
                 with self.env.cr.savepoint():
                     handled = handler(account, item)
@@ -125,6 +139,21 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 outcome["errors"].append(f"{type(item).__name__}: {exc}")
                 continue
             outcome["handled" if handled else "ignored"] += 1
+
+    @api.model
+    def _stored_wamids(self, keys):
+        if not keys:
+            return set()
+        self.env["whatsapp.message"].flush_model(["account_id", "wamid"])
+        self.env.cr.execute(
+            """
+            SELECT m.account_id, m.wamid FROM whatsapp_message m
+            JOIN unnest(%s::int[], %s::varchar[]) AS k(account_id, wamid)
+              ON m.account_id = k.account_id AND m.wamid = k.wamid
+            """,
+            ([key[0] for key in keys], [key[1] for key in keys]),
+        )
+        return set(self.env.cr.fetchall())
 
     @api.model
     def _hold_reason(self, account):
@@ -209,11 +238,13 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     # ------------------------------------------------------------------ inbound
 
     @api.model
-    def _handle_inbound(self, account, item):
+    def _handle_inbound(self, account, item, known_new=False):
+        """Store an inbound message and post it; ``known_new`` when the batch
+        already checked that its wamid is not stored."""
         Message = self.env["whatsapp.message"].sudo()
         if not item.wamid:
             return False
-        if Message.search_count(
+        if not known_new and Message.search_count(
             [("account_id", "=", account.id), ("wamid", "=", item.wamid)], limit=1
         ):
             return True  # already stored: a redelivery changes nothing
@@ -246,17 +277,22 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 media_filename=media.filename or False,
                 media_state="pending",
             )
+        record = self._conversation_record(account, partner, item)
+        if record:
+            vals.update(res_model=record._name, res_id=record.id)
         try:
             with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
                 message = Message.create(vals)
         except IntegrityError:
             return True  # a concurrent delivery stored it first
-        record = self._conversation_record(account, partner, item)
         if record:
-            message.write({"res_model": record._name, "res_id": record.id})
             message.mail_message_id = message._post_in_chatter(record, partner)
-        if partner and record != partner:
-            message.partner_mail_message_id = message._post_in_chatter(partner, partner)
+        if partner and record and record != partner:
+            # The contact's copy is logged: the document's followers are notified
+            # once, by the post above.
+            message.partner_mail_message_id = message._post_in_chatter(
+                partner, partner, notify=False
+            )
         elif partner and not record:
             message.mail_message_id = message._post_in_chatter(partner, partner)
         self._apply_opt_out(account, message, item)
@@ -323,7 +359,10 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 limit=1,
             )
         if not partner:
-            partner = Partner.with_context(active_test=True).create(
+            # No "contact created" log: the WhatsApp message follows at once.
+            partner = Partner.with_context(
+                active_test=True, mail_create_nolog=True
+            ).create(
                 {
                     "name": item.profile_name
                     or item.username
@@ -379,6 +418,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             self.env["crm.lead"]
             .sudo()
             .with_company(account.company_id)
+            .with_context(mail_create_nolog=True)
             .create(
                 {
                     "name": self.env._("WhatsApp: %s", partner.name),

@@ -90,10 +90,10 @@ class TestNothingSilentlyDropped(WebhookCase):
         processor = type(self.env["whatsapp.webhook.processor"])
         real = processor._handle_inbound
 
-        def flaky(self_, account, item):
+        def flaky(self_, account, item, **kwargs):
             if item.wamid == "wamid.BAD":
                 raise RuntimeError("boom")
-            return real(self_, account, item)
+            return real(self_, account, item, **kwargs)
 
         Event = self.env["whatsapp.webhook.event"]
         bad = Event._receive(self.account_a, self.inbound("wamid.BAD").encode())
