@@ -124,6 +124,8 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 if (account.id, item.wamid) in stored:
                     outcome["handled"] += 1  # a redelivery changes nothing
                     continue
+                # Two bodies of one sender are never in two workers (ordering
+                # keys), and the batch remembers what it stored (below).
                 handler = functools.partial(self._handle_inbound, known_new=True)
             try:
                 with self.env.cr.savepoint():
@@ -138,6 +140,8 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 )
                 outcome["errors"].append(f"{type(item).__name__}: {exc}")
                 continue
+            if isinstance(item, wa_events.InboundMessage) and item.wamid:
+                stored.add((account.id, item.wamid))
             outcome["handled" if handled else "ignored"] += 1
 
     @api.model
@@ -280,11 +284,14 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         record = self._conversation_record(account, partner, item)
         if record:
             vals.update(res_model=record._name, res_id=record.id)
-        try:
-            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                message = Message.create(vals)
-        except IntegrityError:
-            return True  # a concurrent delivery stored it first
+        if known_new:
+            message = Message.create(vals)
+        else:
+            try:
+                with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                    message = Message.create(vals)
+            except IntegrityError:
+                return True  # a concurrent delivery stored it first
         if record:
             message.mail_message_id = message._post_in_chatter(record, partner)
         if partner and record and record != partner:
