@@ -20,7 +20,14 @@ d. peak memory (VmHWM delta of the Odoo processes, the peak being reset first
    through /proc/<pid>/clear_refs) while posting a 1 MB webhook body: one
    inbound text padded to 1 MB, and a 1 MB batch of statuses.
 
-The statuses of (a) and (b) target real outbound messages linked to chatter
+e. statuses applied per second end to end: 3,000 statuses in 50-status bodies,
+   from the first POST to an empty inbox until the inbox is empty again;
+f. inbound texts fully processed per second (message, contact, lead, chatter),
+   one text per POST for 10 s from 200 customers, from the first POST to an empty
+   inbox until it is empty; then the same with two cron workers
+   (``--max-cron-threads 2``), whose ratio to one worker is reported.
+
+The statuses of (a), (b) and (e) target real outbound messages linked to chatter
 messages (so each status does the work a production one does). Prints a table
 and writes benchmarks/results.json. Standard library and requests only. With
 ``--profile DIR`` (needs py-spy), the server is sampled during (a) and (b).
@@ -63,10 +70,17 @@ BATCH_SIZE = 50
 BATCH_SECONDS = 3.0
 CONCURRENT_CLIENTS = 4
 BIG_BODY = 1024 * 1024
+PROCESSING_BODIES = 60  # x 50 statuses = 3,000 statuses
+INBOUND_SECONDS = 10.0
+INBOUND_CUSTOMERS = 200
 TARGETS = {
     "single_vs_health": 0.5,
     "batch_events_per_s": 1000.0,
     "send_ratio": 0.95,
+    "statuses_applied_per_s": 1000.0,
+    "inbound_processed_per_s": 100.0,
+    "two_crons_ratio": 1.6,
+    "peak_rss_mb": 50.0,
 }
 
 
@@ -220,16 +234,19 @@ class Profiler:
 
 class Bench:
     def __init__(self, instance: OdooInstance, mode: str, workers: int, profiler):
+        self.cron_threads = 1
         self.instance = instance
         self.mode = mode
         self.workers = workers
         self.profiler = profiler
         self.results: dict = {"mode": mode, "workers": workers}
 
-    def setup(self):
+    def setup(self, cron_threads=1):
         started = time.monotonic()
         self.server = self.instance.start(
-            workers=self.workers, max_cron_threads=1, name=f"bench-{self.mode}"
+            workers=self.workers,
+            max_cron_threads=cron_threads,
+            name=f"bench-{self.mode}",
         )
         self.rpc = self.instance.rpc(self.server)
         self.account = FakeAccount(
@@ -431,7 +448,7 @@ action = {{'wamids': messages.mapped('wamid')}}
         self.results["events_left"] = len(self.events)
         out["server_errors_in_log"] = self.log_errors()
 
-    def measure_processing(self, bodies=12):
+    def measure_processing(self, bodies=PROCESSING_BODIES):
         """The route only stores; the cron applies. Statuses applied per second,
         from the first POST until the inbox is empty (posting included)."""
         self.wait_inbox_empty(120)
@@ -453,6 +470,72 @@ action = {{'wamids': messages.mapped('wamid')}}
             "per_s": round(bodies * BATCH_SIZE / elapsed, 1),
             "drained": drain,
         }
+
+    def inbound_request(self):
+        """A signed body with one inbound text, from one of 200 customers."""
+        with self.events_lock:
+            index = self.inbound_count
+            self.inbound_count += 1
+        number = f"5491120{index % INBOUND_CUSTOMERS:06d}"
+        value = {
+            "contacts": [{"profile": {"name": f"Cliente {number}"}, "wa_id": number}],
+            "messages": [
+                {
+                    "from": number,
+                    "id": f"wamid.BENCHIN{self.inbound_tag}{index:08d}",
+                    "timestamp": str(int(time.time())),
+                    "type": "text",
+                    "text": {"body": f"Hola, consulta {index}"},
+                }
+            ],
+        }
+        raw = self.fake.encode_webhook(
+            self.fake.build_envelope(self.account.phone_number_id, value)
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign_body(raw, self.account.app_secret),
+        }
+        return ("POST", self.account.webhook_url, raw, headers)
+
+    def measure_inbound(self):
+        """Inbound texts fully processed per second: POSTs for 10 s, from the
+        first POST to an empty inbox until the inbox is empty again."""
+        self.rpc(
+            "whatsapp.account",
+            "write",
+            [self.account_id],
+            {"create_lead": True},
+        )
+        self.events_lock = threading.Lock()
+        self.inbound_count = 0
+        self.inbound_tag = os.urandom(3).hex()
+        self.wait_inbox_empty(300)
+        began = time.monotonic()
+        count, _elapsed, latencies, errors = run_clients(
+            self.inbound_request, 1, INBOUND_SECONDS
+        )
+        drained = self.wait_inbox_empty(600)
+        elapsed = time.monotonic() - began
+        processed = self.rpc(
+            "whatsapp.message",
+            "search_count",
+            [
+                ("wamid", "like", f"wamid.BENCHIN{self.inbound_tag}%"),
+                ("direction", "=", "inbound"),
+            ],
+        )
+        result = {
+            "posts": count,
+            "processed": processed,
+            "errors": len(errors),
+            "elapsed_s": round(elapsed, 2),
+            "per_s": round(processed / elapsed, 1),
+            "post_p50_ms": round(1000 * percentile(latencies, 50), 1),
+            "drained": drained,
+        }
+        self.results.setdefault("inbound", {})[f"cron_{self.cron_threads}"] = result
+        return result
 
     def wait_inbox_empty(self, timeout):
         deadline = time.monotonic() + timeout
@@ -565,6 +648,8 @@ def machine_info():
 
 
 def verdict(value, target, higher=True):
+    if target == TARGETS["peak_rss_mb"]:
+        higher = False
     if value is None:
         return "n/a"
     return "ok" if (value >= target if higher else value <= target) else "MISSED"
@@ -584,7 +669,8 @@ def table(runs):
             if target is not None and value is not None:
                 text += f" ({verdict(value, target)})"
             values.append(text)
-        rows.append((label, *values, "" if target is None else f">= {target:g}"))
+        sign = "<=" if target == TARGETS["peak_rss_mb"] else ">="
+        rows.append((label, *values, "" if target is None else f"{sign} {target:g}"))
 
     hook = "webhooks"
     add(
@@ -633,8 +719,24 @@ def table(runs):
         lambda r: r[hook]["batch50_sequential"]["p50_ms"],
     )
     add(
-        "b. statuses applied/s, post to empty inbox",
+        "e. statuses applied/s, 3,000 in 50-status POSTs",
         lambda r: r[hook]["processing"]["per_s"],
+        TARGETS["statuses_applied_per_s"],
+    )
+    add(
+        "f. inbound texts processed/s, 1 cron worker",
+        lambda r: r["inbound"]["cron_1"]["per_s"],
+        TARGETS["inbound_processed_per_s"],
+    )
+    add(
+        "f. inbound texts processed/s, 2 cron workers",
+        lambda r: r["inbound"]["cron_2"]["per_s"],
+    )
+    add(
+        "f. ratio 2 cron workers / 1",
+        lambda r: r["inbound"]["cron_2"]["per_s"] / r["inbound"]["cron_1"]["per_s"],
+        TARGETS["two_crons_ratio"],
+        "{:.2f}",
     )
     add("c. sends/s first-to-last accepted", lambda r: r["send"]["first_to_last_per_s"])
     add(
@@ -659,6 +761,7 @@ def table(runs):
     add(
         "d. peak RSS delta MB, 1 MB inbound text",
         lambda r: r["memory"]["inbound_text_1mb"]["peak_rss_delta_mb"],
+        TARGETS["peak_rss_mb"],
     )
     add(
         "d. seconds, 1 MB inbound text",
@@ -668,6 +771,7 @@ def table(runs):
     add(
         "d. peak RSS delta MB, 1 MB status batch",
         lambda r: r["memory"]["status_batch_1mb"]["peak_rss_delta_mb"],
+        TARGETS["peak_rss_mb"],
     )
     add(
         "d. seconds, 1 MB status batch (statuses)",
@@ -705,7 +809,13 @@ def main(argv=None):
         action="store_true",
         help="keep the temporary folder with the Odoo server logs",
     )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma separated measures to leave out: send, inbound",
+    )
     args = parser.parse_args(argv)
+    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     workers = {"threaded": 0, "prefork": 1}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(modes) - set(workers)
@@ -734,12 +844,22 @@ def main(argv=None):
             phase = time.monotonic()
             try:
                 bench.setup()
-                print(f"[{mode}] server up, measuring sends...", flush=True)
-                bench.measure_send()
+                if "send" not in skip:
+                    print(f"[{mode}] server up, measuring sends...", flush=True)
+                    bench.measure_send()
                 print(f"[{mode}] webhooks...", flush=True)
                 bench.measure_webhooks()
                 print(f"[{mode}] memory...", flush=True)
                 bench.measure_memory()
+                if "inbound" not in skip:
+                    print(f"[{mode}] inbound, one cron worker...", flush=True)
+                    bench.measure_inbound()
+                    bench.close()
+                    del bench.server
+                    bench.cron_threads = 2
+                    bench.setup(cron_threads=2)
+                    print(f"[{mode}] inbound, two cron workers...", flush=True)
+                    bench.measure_inbound()
             except Exception as exc:  # report what was measured
                 bench.results["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"[{mode}] failed: {bench.results['error']}", file=sys.stderr)
@@ -766,6 +886,9 @@ def main(argv=None):
             "single_seconds": SINGLE_SECONDS,
             "batch_size": BATCH_SIZE,
             "concurrent_clients": CONCURRENT_CLIENTS,
+            "processing_statuses": PROCESSING_BODIES * BATCH_SIZE,
+            "inbound_seconds": INBOUND_SECONDS,
+            "inbound_customers": INBOUND_CUSTOMERS,
         },
         "targets": TARGETS,
         "runs": runs,

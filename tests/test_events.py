@@ -629,12 +629,15 @@ def test_a_parser_bug_is_contained(monkeypatch, caplog):
     monkeypatch.setitem(events_module._FIELD_PARSERS, "messages", broken)
     with caplog.at_level(logging.DEBUG, logger=events_module.__name__):
         events = parse("batch")
+    # Each broken change is kept as a failure naming the error, so that the inbox
+    # marks the body failed instead of dropping it; the other changes parse.
     assert [type(e).__name__ for e in events] == [
-        "UnknownEvent",
-        "UnknownEvent",
-        "UnknownEvent",
+        "ParseFailure",
+        "ParseFailure",
+        "ParseFailure",
         "TemplateStatusUpdate",
     ]
+    assert all(e.error.startswith("KeyError") for e in events[:3])
     assert "KeyError" in caplog.text
     error_lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert error_lines and all("33612345678" not in line for line in error_lines)

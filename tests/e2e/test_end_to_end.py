@@ -15,7 +15,8 @@ import secrets
 from collections import Counter
 
 import pytest
-from fake_graph import FakeAccount, FakeGraph
+import requests
+from fake_graph import FakeAccount, FakeGraph, sign_body
 from odoo_server import (
     FINAL_STATES,
     RpcError,
@@ -550,3 +551,70 @@ action = {{'ids': ids}}
             odoo.instance.stop(other_server)
         fake.wait_idle(15)
         fake.stop()
+
+
+def test_inbound_for_an_archived_account_waits_then_arrives(
+    whatsapp, make_fake, numbers
+):
+    """Nothing dropped: Meta's call is kept on hold with a reason while the account
+    is archived, and processed once it is active again."""
+    rpc = whatsapp.rpc
+    fake = make_fake()
+    number = numbers.next()
+    with whatsapp.settings(active=False):
+        wamid = fake.inject_inbound_text(
+            whatsapp.phone_number_id, wa_id(number), "¿Siguen abiertos?"
+        )
+        assert fake.webhook_deliveries[-1].status_code == 200
+        inbox_processed(whatsapp)
+        [event] = rpc.search_read(
+            "whatsapp.webhook.event",
+            [("account_id", "=", whatsapp.account_id)],
+            ["state", "last_error"],
+            order="id desc",
+            limit=1,
+        )
+        assert event["state"] == "held"
+        assert "archived" in event["last_error"]
+        assert not rpc("whatsapp.message", "search_count", [("wamid", "=", wamid)])
+    # Unarchived: the event goes back to the inbox and is processed.
+    inbox_processed(whatsapp)
+    wait_for(
+        lambda: rpc("whatsapp.message", "search_count", [("wamid", "=", wamid)]),
+        30,
+        message="the held message to be processed",
+    )
+    [event] = rpc.search_read(
+        "whatsapp.webhook.event", [("id", "=", event["id"])], ["state"]
+    )
+    assert event["state"] == "done"
+
+
+def test_webhook_route_refuses_nested_and_oversized_chunked_bodies(whatsapp, make_fake):
+    fake = make_fake()
+    account = fake.account(whatsapp.phone_number_id)
+    # Signed, so that it reaches the JSON parser (the fake cannot parse it).
+    nested = b'{"object":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = requests.post(
+        account.webhook_url,
+        data=nested,
+        headers={
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign_body(nested, account.app_secret),
+        },
+        timeout=60,
+    )
+    assert response.status_code == 400
+
+    def chunks():
+        # A generator is sent chunked, without Content-Length: 4 MB > 3 MB.
+        for _ in range(64):
+            yield b" " * 65536
+
+    response = requests.post(
+        account.webhook_url,
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413

@@ -1,18 +1,59 @@
 import json
 import logging
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from odoo import http
 from odoo.exceptions import UserError
 from odoo.http import request
 
+from ..wa_cloud.events import ordering_keys
 from ..wa_cloud.webhook import SignatureError, verify_signature, verify_subscription
 
 _logger = logging.getLogger(__name__)
 
 MAX_BYTES_PARAM = "whatsapp_business.webhook_max_bytes"
 DEFAULT_MAX_BYTES = 3 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+
+
+def _max_bytes(env):
+    return int(
+        env["ir.config_parameter"].sudo().get_param(MAX_BYTES_PARAM, DEFAULT_MAX_BYTES)
+    )
+
+
+def _route_max_bytes(_controller):
+    # Read before the body: werkzeug stops reading past it, chunked bodies too.
+    return _max_bytes(request.env)
+
+
+def _read_at_most(httprequest, max_bytes):
+    """The body, read by chunks and refused as soon as it passes ``max_bytes``.
+
+    A chunked body has no Content-Length: without this, it would be read to
+    Odoo's own limit first (werkzeug before 3.0 ignores max_content_length for
+    such streams).
+    """
+    # Odoo's request wrapper hides werkzeug's stream; the wrapped request has it.
+    wrapped = getattr(httprequest, "_HTTPRequest__wrapped", None)
+    if wrapped is None or httprequest.content_length is not None:
+        # A declared length was checked by the caller: werkzeug reads that much.
+        raw = httprequest.get_data(cache=True)
+        if len(raw) > max_bytes:
+            raise RequestEntityTooLarge()
+        return raw
+    stream = wrapped.stream
+    chunks, size = [], 0
+    while True:
+        chunk = stream.read(min(READ_CHUNK, max_bytes + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestEntityTooLarge()
+        chunks.append(chunk)
 
 
 def _plain(text, status):
@@ -48,6 +89,7 @@ class WhatsAppWebhookController(http.Controller):
         methods=["POST"],
         csrf=False,
         save_session=False,
+        max_content_length=_route_max_bytes,
     )
     def whatsapp_webhook_receive(self, key, **_params):
         """Verify the raw bytes and store them durably; processing follows at once.
@@ -59,16 +101,13 @@ class WhatsAppWebhookController(http.Controller):
         account = env["whatsapp.account"].sudo()._find_by_webhook_key(key)
         if not account:
             return _plain("Not Found", 404)
-        max_bytes = int(
-            env["ir.config_parameter"]
-            .sudo()
-            .get_param(MAX_BYTES_PARAM, DEFAULT_MAX_BYTES)
-        )
+        max_bytes = _max_bytes(env)
         httprequest = request.httprequest
         if (httprequest.content_length or 0) > max_bytes:
             return _plain("Payload Too Large", 413)
-        raw = httprequest.get_data(cache=True)
-        if len(raw) > max_bytes:
+        try:
+            raw = _read_at_most(httprequest, max_bytes)
+        except RequestEntityTooLarge:
             return _plain("Payload Too Large", 413)
         try:
             app_secret = account._get_secret("app_secret")
@@ -92,10 +131,12 @@ class WhatsAppWebhookController(http.Controller):
             body = json.loads(raw)
         except ValueError:
             return _plain("Bad Request: body is not JSON", 400)
+        except RecursionError:
+            return _plain("Bad Request: body is nested too deeply", 400)
         if not isinstance(body, dict):
             return _plain("Bad Request: body is not a JSON object", 400)
         Event = env["whatsapp.webhook.event"].sudo()
-        event = Event._receive(account, raw)
+        event = Event._receive(account, raw, ordering_keys(body))
         account._touch_last_webhook()
         if event is None:
             _logger.info("WhatsApp webhook for account %s: repeated body", account.id)

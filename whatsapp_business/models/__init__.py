@@ -9,6 +9,7 @@ from . import whatsapp_message
 from . import whatsapp_message_status
 from . import whatsapp_webhook_event
 from . import whatsapp_webhook_processor
+from . import whatsapp_preference
 from . import crm_lead
 from . import ir_actions_server
 from . import whatsapp_account_toolkit

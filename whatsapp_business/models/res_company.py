@@ -19,3 +19,10 @@ class ResCompany(models.Model):
         return self.env["whatsapp.account"].search(
             [("company_id", "=", self.id)], order="sequence, id", limit=1
         )
+
+    def write(self, vals):
+        res = super().write(vals)
+        if vals.get("whatsapp_enabled"):
+            # Events received while WhatsApp was disabled wait for it.
+            self.env["whatsapp.webhook.event"].sudo()._release_held()
+        return res

@@ -571,6 +571,9 @@ class WhatsAppAccount(models.Model):
                 if vals.get("active", account.active):
                     self._check_phone_number_available(number, exclude_ids=self.ids)
         res = super().write(vals)
+        if vals.get("active"):
+            # Events received while the account was archived wait for it.
+            self.env["whatsapp.webhook.event"].sudo()._release_held()
         if set(SECRET_FIELDS) & set(vals):
             self.invalidate_recordset(list(SECRET_FIELDS))
         if {"access_token", "app_secret", "phone_number_id", "waba_id"} & set(vals):

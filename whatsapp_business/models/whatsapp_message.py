@@ -326,10 +326,18 @@ class WhatsAppMessage(models.Model):
         """One body serves every reader: the sender's or the company's language."""
         return self.author_id.lang or self.company_id.partner_id.lang or self.env.lang
 
-    def _chatter_body(self):
+    def _chatter_body(self, labels=None):
+        """The chatter markup; ``labels`` caches the state labels per language."""
         self.ensure_one()
-        env = self.with_context(lang=self._chatter_lang()).env
-        states = dict(self._fields["state"]._description_selection(env))
+        lang = self._chatter_lang()
+        if labels is None:
+            labels = {}
+        states = labels.get(lang)
+        if states is None:
+            env = self.with_context(lang=lang).env
+            states = labels[lang] = dict(
+                self._fields["state"]._description_selection(env)
+            )
         icon = STATE_ICONS.get(self.state, "fa-whatsapp")
         if self.message_type == "template" and self.template_id:
             content = escape(self.body or self.template_id.name)
@@ -346,11 +354,21 @@ class WhatsAppMessage(models.Model):
             '<small class="text-muted"><i class="fa %s"/> %s</small></div>'
         ) % (self.state, content, icon, label)
 
-    def _post_in_chatter(self, record, partner=None):
-        """Post this message on a record's chatter and remember the link."""
+    def _post_in_chatter(self, record, partner=None, notify=True):
+        """Post this message on a record's chatter and remember the link.
+
+        ``notify=False`` logs it without notifying the followers (a copy).
+        """
         self.ensure_one()
         if not record or not hasattr(record, "message_post"):
             return self.env["mail.message"]
+        if not notify:
+            author = partner if self.direction == "inbound" and partner else None
+            return record.sudo()._message_log(
+                body=self._chatter_body(),
+                message_type="comment",
+                author_id=(author or self.author_id.partner_id).id or None,
+            )
         kwargs = {
             "body": self._chatter_body(),
             "message_type": "comment",
@@ -362,9 +380,11 @@ class WhatsAppMessage(models.Model):
             kwargs["subtype_xmlid"] = "mail.mt_comment"
         elif self.author_id:
             kwargs["author_id"] = self.author_id.partner_id.id
+        # E-mail notifications go through the mail queue: the webhook cron and
+        # the composer must not wait for an SMTP server.
         return (
             record.sudo()
-            .with_context(mail_create_nosubscribe=True)
+            .with_context(mail_create_nosubscribe=True, mail_notify_force_send=False)
             .message_post(**kwargs)
         )
 
@@ -375,24 +395,33 @@ class WhatsAppMessage(models.Model):
         markup around escaped content, so the ORM's sanitizing and tracking of
         mail.message would only cost time.
         """
-        rows = []
+        ids, bodies, labels = [], [], {}
         for message in self:
-            body = message._chatter_body()
-            for mail_message in (
-                message.mail_message_id | message.partner_mail_message_id
+            body = None
+            for mail_message_id in (
+                message.mail_message_id.id,
+                message.partner_mail_message_id.id,
             ):
-                rows.append({"id": mail_message.id, "body": str(body)})
-        if not rows:
+                if mail_message_id:
+                    body = body or str(message._chatter_body(labels))
+                    ids.append(mail_message_id)
+                    bodies.append(body)
+        if not ids:
             return
         self.env["mail.message"].flush_model(["body"])
-        self.env.cr.executemany(
-            "UPDATE mail_message SET body = %(body)s,"
-            " write_date = (now() at time zone 'UTC') WHERE id = %(id)s",
-            rows,
+        # One statement for the whole batch of messages.
+        self.env.cr.execute(
+            """
+            UPDATE mail_message m
+               SET body = v.body, write_date = (now() at time zone 'UTC')
+              FROM unnest(%s::int[], %s::text[]) AS v(id, body)
+             WHERE m.id = v.id
+            """,
+            (ids, bodies),
         )
-        self.env["mail.message"].browse(
-            [row["id"] for row in rows]
-        ).invalidate_recordset(["body", "write_date"])
+        self.env["mail.message"].browse(ids).invalidate_recordset(
+            ["body", "write_date"]
+        )
 
     # ------------------------------------------------------------------ statuses
 

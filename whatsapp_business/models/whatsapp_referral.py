@@ -11,17 +11,18 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     _inherit = "whatsapp.webhook.processor"
 
     @api.model
-    def _apply_referral(self, account, message, partner, record, item):
+    def _apply_referral(self, account, message_vals, partner, record, item):
         """Attribute a message from an ad; return the record it belongs to.
 
-        An ad reply is a lead by nature: one is created for the contact when the
-        message would otherwise only go to the contact. Last touch wins: the
-        lead's UTM fields follow the latest ad.
+        The ad goes into ``message_vals`` (the message is created after the
+        document is chosen). An ad reply is a lead by nature: one is created for
+        the contact when the message would otherwise only go to the contact. Last
+        touch wins: the lead's UTM fields follow the latest ad.
         """
         ad = parse_referral(getattr(item, "referral", None))
         if not ad:
             return record
-        message.write(
+        message_vals.update(
             {
                 "ad_id": ad.source_id or False,
                 "ad_headline": ad.headline or False,

@@ -284,6 +284,11 @@ class WhatsAppTemplate(models.Model):
         string="Variables", compute="_compute_texts", store=True
     )
     quality_score = fields.Selection(QUALITY_SCORES, readonly=True)
+    # Meta's time of the last webhook applied to each value: an older update,
+    # delivered late, never overrides a newer one.
+    status_date = fields.Datetime(readonly=True, copy=False)
+    quality_date = fields.Datetime(readonly=True, copy=False)
+    category_date = fields.Datetime(readonly=True, copy=False)
     rejected_reason = fields.Char(string="Rejection Reason", readonly=True)
     active = fields.Boolean(default=True)
     model_id = fields.Many2one(
@@ -822,8 +827,8 @@ class WhatsAppTemplate(models.Model):
     # ------------------------------------------------------------------ webhooks
 
     @api.model
-    def _apply_webhook_event(self, account, item):
-        """Apply a template status / quality / category webhook; False if unknown."""
+    def _find_for_webhook(self, account, item):
+        """The template a webhook names, by Meta id, else by name and language."""
         Template = self.with_context(active_test=False)
         template = Template.browse()
         if item.template_id:
@@ -843,16 +848,33 @@ class WhatsAppTemplate(models.Model):
                 ],
                 limit=1,
             )
+        return template
+
+    @api.model
+    def _apply_webhook_event(self, account, item):
+        """Apply a template status / quality / category webhook; False if unknown."""
+        template = self._find_for_webhook(account, item)
         if not template:
             _logger.info(
                 "WhatsApp account %s: event for an unknown template", account.id
             )
             return False
         vals = {}
+        when = item.timestamp.replace(tzinfo=None) if item.timestamp else None
+
+        def is_newest(date_field):
+            # Equal times keep the arrival order; an update without one applies.
+            if not when:
+                return True
+            if template[date_field] and when < template[date_field]:
+                return False
+            vals[date_field] = when
+            return True
+
         if isinstance(item, wa_events.TemplateStatusUpdate):
             event = (item.event or "").upper()
             status = EVENT_TO_STATUS.get(event, event)
-            if status in dict(TEMPLATE_STATUSES):
+            if status in dict(TEMPLATE_STATUSES) and is_newest("status_date"):
                 vals["status"] = status
                 if status == "REJECTED":
                     reason = item.reason or (item.rejection_info or {}).get("reason")
@@ -862,15 +884,15 @@ class WhatsAppTemplate(models.Model):
                 elif template.rejected_reason:
                     vals["rejected_reason"] = False
             category = (item.category or "").upper()
-            if category in dict(CATEGORIES):
+            if category in dict(CATEGORIES) and is_newest("category_date"):
                 vals["category"] = category
         elif isinstance(item, wa_events.TemplateQualityUpdate):
             quality = (item.new_quality or "").upper()
-            if quality in dict(QUALITY_SCORES):
+            if quality in dict(QUALITY_SCORES) and is_newest("quality_date"):
                 vals["quality_score"] = quality
         elif isinstance(item, wa_events.TemplateCategoryUpdate):
             category = (item.new_category or item.correct_category or "").upper()
-            if category in dict(CATEGORIES):
+            if category in dict(CATEGORIES) and is_newest("category_date"):
                 vals["category"] = category
         if template.template_uid != item.template_id and item.template_id:
             vals["template_uid"] = item.template_id

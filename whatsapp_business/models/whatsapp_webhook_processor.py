@@ -1,11 +1,14 @@
+import functools
 import logging
 
+import psycopg2
 from psycopg2 import IntegrityError
 
 from odoo import api, fields, models
 from odoo.tools import mute_logger
 
 from ..tools import compat
+from ..wa_cloud import delivery
 from ..wa_cloud import events as wa_events
 from ..wa_cloud.errors import error_from_payload
 from ..wa_cloud.phone import canonical_e164, e164_variants
@@ -33,6 +36,147 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     _name = "whatsapp.webhook.processor"
     _description = "WhatsApp Webhook Processor"
 
+    # ------------------------------------------------------------------ batches
+
+    @api.model
+    def _outcome(self, errors=None):
+        return {"handled": 0, "ignored": 0, "errors": list(errors or []), "hold": None}
+
+    @api.model
+    def _process_events(self, prepared):
+        """Apply parsed events: ``prepared`` is a list of (event, items or error).
+
+        Returns {event id: outcome}. Statuses of the whole batch are applied
+        together (a constant number of queries); the other items one by one in
+        arrival order, each in a savepoint so that one bad item never hides the
+        others. An event routed to an archived or disabled account is put on hold
+        before anything of it is applied.
+        """
+        routes = {}
+        outcomes = {}
+        statuses, others = [], []
+        accounts = self.env["whatsapp.account"].sudo()
+        for event, parsed in prepared:
+            outcome = outcomes[event.id] = self._outcome()
+            if not isinstance(parsed, list):
+                continue  # an unreadable body: the caller records why
+            routed = []
+            for item in parsed:
+                if isinstance(item, wa_events.ParseFailure):
+                    outcome["errors"].append(
+                        f"{item.field or '?'}: could not be read ({item.error})"
+                    )
+                    continue
+                account = self._route(event.account_id, item, routes)
+                if not account:
+                    _logger.info(
+                        "WhatsApp webhook item %s for an unknown number ignored",
+                        type(item).__name__,
+                    )
+                    outcome["ignored"] += 1
+                    continue
+                outcome["hold"] = self._hold_reason(account)
+                if outcome["hold"]:
+                    break
+                routed.append((account, item))
+            if outcome["hold"]:
+                continue
+            for account, item in routed:
+                accounts |= account
+                work = statuses if isinstance(item, wa_events.StatusUpdate) else others
+                work.append((event.id, account, item))
+        if statuses:
+            applied = self._apply_statuses([(acc, item) for _e, acc, item in statuses])
+            for (event_id, _account, _item), handled in zip(
+                statuses, applied, strict=True
+            ):
+                outcomes[event_id]["handled" if handled else "ignored"] += 1
+        if others:
+            self._apply_items(others, outcomes)
+        accounts._touch_last_webhook()
+        return outcomes
+
+    @api.model
+    def _apply_items(self, work, outcomes):
+        handlers = {
+            wa_events.InboundMessage: self._handle_inbound,
+            wa_events.TemplateStatusUpdate: self._handle_template_event,
+            wa_events.TemplateQualityUpdate: self._handle_template_event,
+            wa_events.TemplateCategoryUpdate: self._handle_template_event,
+            wa_events.PhoneNumberQualityUpdate: self._handle_phone_quality,
+            wa_events.AccountUpdate: self._handle_account_update,
+            wa_events.UserPreferenceUpdate: self._handle_user_preference,
+        }
+        # Inbound messages already stored, for the whole batch in one query.
+        stored = self._stored_wamids(
+            {
+                (account.id, item.wamid)
+                for _event, account, item in work
+                if isinstance(item, wa_events.InboundMessage) and item.wamid
+            }
+        )
+        for event_id, account, item in work:
+            outcome = outcomes[event_id]
+            handler = handlers.get(type(item))
+            if not handler:
+                outcome["ignored"] += 1
+                continue
+            if isinstance(item, wa_events.InboundMessage) and item.wamid:
+                if (account.id, item.wamid) in stored:
+                    outcome["handled"] += 1  # a redelivery changes nothing
+                    continue
+                # Two bodies of one sender are never in two workers (ordering
+                # keys), and the batch remembers what it stored (below).
+                handler = functools.partial(self._handle_inbound, known_new=True)
+            try:
+                with self.env.cr.savepoint():
+                    handled = handler(account, item)
+            except psycopg2.errors.TransactionRollbackError:
+                raise  # a concurrency conflict, not a bad item: retry the event
+            except Exception as exc:  # noqa: BLE001 - any item error is kept
+                _logger.exception(
+                    "WhatsApp webhook event %s: an item (%s) failed",
+                    event_id,
+                    type(item).__name__,
+                )
+                outcome["errors"].append(f"{type(item).__name__}: {exc}")
+                continue
+            if isinstance(item, wa_events.InboundMessage) and item.wamid:
+                stored.add((account.id, item.wamid))
+            outcome["handled" if handled else "ignored"] += 1
+
+    @api.model
+    def _stored_wamids(self, keys):
+        if not keys:
+            return set()
+        self.env["whatsapp.message"].flush_model(["account_id", "wamid"])
+        self.env.cr.execute(
+            """
+            SELECT m.account_id, m.wamid FROM whatsapp_message m
+            JOIN unnest(%s::int[], %s::varchar[]) AS k(account_id, wamid)
+              ON m.account_id = k.account_id AND m.wamid = k.wamid
+            """,
+            ([key[0] for key in keys], [key[1] for key in keys]),
+        )
+        return set(self.env.cr.fetchall())
+
+    @api.model
+    def _hold_reason(self, account):
+        """Why events of this account wait, or None when they may be applied."""
+        if not account.active:
+            return self.env._(
+                "The WhatsApp account %s is archived: the event is processed once "
+                "the account is active again.",
+                account.name,
+            )
+        if not account.company_id.whatsapp_enabled:
+            return self.env._(
+                "WhatsApp is disabled for %s: the event is processed once it is "
+                "enabled again.",
+                account.company_id.name,
+            )
+        return None
+
     # ------------------------------------------------------------------ routing
 
     @api.model
@@ -41,11 +185,13 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
 
         Meta signs with one secret per app; a number of another app must never be
         written to, even if it is ours, because this call was not signed by it.
+        Archived accounts are found too (their events wait for them), active
+        ones first.
         """
         key = (item.phone_number_id, item.waba_id)
         if key in routes:
             return routes[key]
-        accounts = self.env["whatsapp.account"].sudo()
+        accounts = self.env["whatsapp.account"].sudo().with_context(active_test=False)
         if item.phone_number_id:
             candidates = accounts.search(
                 [("phone_number_id", "=", item.phone_number_id)]
@@ -69,54 +215,41 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                     or candidates
                 )
         else:
-            candidates = accounts
-        if url_account in candidates:
-            found = url_account
-        else:
-            url_secret = url_account._get_secret("app_secret")
-            found = next(
-                (
-                    account
-                    for account in candidates
-                    if secrets_match(url_secret, account._get_secret("app_secret"))
-                ),
-                accounts,
-            )
+            candidates = accounts.browse()
+        active = candidates.filtered("active")
+        found = self._signed_by(url_account, active) or self._signed_by(
+            url_account, candidates - active
+        )
         routes[key] = found
         return found
 
     @api.model
-    def _process_item(self, url_account, item, routes):
-        account = self._route(url_account, item, routes)
-        if not account:
-            _logger.info(
-                "WhatsApp webhook item %s for an unknown number ignored",
-                type(item).__name__,
-            )
-            return False
-        account._touch_last_webhook()
-        handler = {
-            wa_events.InboundMessage: self._handle_inbound,
-            wa_events.StatusUpdate: self._handle_status,
-            wa_events.TemplateStatusUpdate: self._handle_template_event,
-            wa_events.TemplateQualityUpdate: self._handle_template_event,
-            wa_events.TemplateCategoryUpdate: self._handle_template_event,
-            wa_events.PhoneNumberQualityUpdate: self._handle_phone_quality,
-            wa_events.AccountUpdate: self._handle_account_update,
-            wa_events.UserPreferenceUpdate: self._handle_user_preference,
-        }.get(type(item))
-        if not handler:
-            return False
-        return handler(account, item)
+    def _signed_by(self, url_account, candidates):
+        """The URL's account if it is a candidate, else one sharing its secret."""
+        if url_account in candidates:
+            return url_account
+        if not candidates:
+            return candidates
+        url_secret = url_account._get_secret("app_secret")
+        return next(
+            (
+                account
+                for account in candidates
+                if secrets_match(url_secret, account._get_secret("app_secret"))
+            ),
+            candidates.browse(),
+        )
 
     # ------------------------------------------------------------------ inbound
 
     @api.model
-    def _handle_inbound(self, account, item):
+    def _handle_inbound(self, account, item, known_new=False):
+        """Store an inbound message and post it; ``known_new`` when the batch
+        already checked that its wamid is not stored."""
         Message = self.env["whatsapp.message"].sudo()
         if not item.wamid:
             return False
-        if Message.search_count(
+        if not known_new and Message.search_count(
             [("account_id", "=", account.id), ("wamid", "=", item.wamid)], limit=1
         ):
             return True  # already stored: a redelivery changes nothing
@@ -149,18 +282,26 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 media_filename=media.filename or False,
                 media_state="pending",
             )
-        try:
-            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                message = Message.create(vals)
-        except IntegrityError:
-            return True  # a concurrent delivery stored it first
         record = self._conversation_record(account, partner, item)
-        record = self._apply_referral(account, message, partner, record, item)  # ads
+        record = self._apply_referral(account, vals, partner, record, item)  # ads
         if record:
-            message.write({"res_model": record._name, "res_id": record.id})
+            vals.update(res_model=record._name, res_id=record.id)
+        if known_new:
+            message = Message.create(vals)
+        else:
+            try:
+                with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                    message = Message.create(vals)
+            except IntegrityError:
+                return True  # a concurrent delivery stored it first
+        if record:
             message.mail_message_id = message._post_in_chatter(record, partner)
-        if partner and record != partner:
-            message.partner_mail_message_id = message._post_in_chatter(partner, partner)
+        if partner and record and record != partner:
+            # The contact's copy is logged: the document's followers are notified
+            # once, by the post above.
+            message.partner_mail_message_id = message._post_in_chatter(
+                partner, partner, notify=False
+            )
         elif partner and not record:
             message.mail_message_id = message._post_in_chatter(partner, partner)
         self._apply_opt_out(account, message, item)
@@ -227,7 +368,10 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 limit=1,
             )
         if not partner:
-            partner = Partner.with_context(active_test=True).create(
+            # No "contact created" log: the WhatsApp message follows at once.
+            partner = Partner.with_context(
+                active_test=True, mail_create_nolog=True
+            ).create(
                 {
                     "name": item.profile_name
                     or item.username
@@ -283,6 +427,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             self.env["crm.lead"]
             .sudo()
             .with_company(account.company_id)
+            .with_context(mail_create_nolog=True)
             .create(
                 {
                     "name": self.env._("WhatsApp: %s", partner.name),
@@ -305,12 +450,17 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         button_payload = (item.button or {}).get("payload") or ""
         Blacklist = self.env["phone.blacklist"].sudo()
         if item.is_opt_out or wa_events.is_opt_out_text(button_payload):
-            Blacklist._add(
-                [message.phone],
-                message=self.env._("Opted out by a WhatsApp message."),
+            if self._preference_applies(account, message.phone, "stop", item.timestamp):
+                Blacklist._add(
+                    [message.phone],
+                    message=self.env._("Opted out by a WhatsApp message."),
+                )
+        elif (
+            account.unblacklist_on_inbound
+            and Blacklist.search_count([("number", "=", message.phone)], limit=1)
+            and self._preference_applies(
+                account, message.phone, "resume", item.timestamp
             )
-        elif account.unblacklist_on_inbound and Blacklist.search_count(
-            [("number", "=", message.phone)], limit=1
         ):
             Blacklist._remove(
                 [message.phone],
@@ -320,57 +470,216 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     # ------------------------------------------------------------------ statuses
 
     @api.model
-    def _handle_status(self, account, item):
+    def _apply_statuses(self, pairs):
+        """Apply (account, StatusUpdate) pairs in a constant number of queries.
+
+        One lookup of the messages by wamid (and, for the statuses that beat
+        their send's answer, one by the record id sent along), one insert of the
+        status rows (a repeated message and status is a no-op, across batches
+        too), one update deciding each message's state in SQL with the rule of
+        wa_cloud/delivery.py, one refresh of the chatter. Returns, per pair,
+        whether it concerned one of our outbound messages.
+        """
         Message = self.env["whatsapp.message"].sudo()
-        message = Message.browse()
-        if item.wamid:
-            message = Message.search(
-                [("account_id", "=", account.id), ("wamid", "=", item.wamid)], limit=1
-            )
-        if not message and item.biz_opaque_callback_data:
-            # The status may beat the send result: correlate by our own record id.
-            message_id = _callback_message_id(item.biz_opaque_callback_data)
-            if message_id:
-                message = Message.search(
-                    [
-                        ("id", "=", message_id),
-                        ("account_id", "=", account.id),
-                        ("direction", "=", "outbound"),
-                        ("wamid", "=", False),
-                    ],
-                    limit=1,
-                )
-                if message and item.wamid:
-                    message.wamid = item.wamid
-        if not message or message.direction != "outbound":
-            return False
-        # The unique row makes a repeated (wamid, status) a no-op, across batches too.
-        self.env.cr.execute(
+        Message.flush_model()
+        cr = self.env.cr
+        targets = self._status_targets(pairs)
+        handled = [bool(target) for target in targets]
+        # Status rows, once per (message, status): the first timestamp counts.
+        rows = {}
+        for target, (_account, item) in zip(targets, pairs, strict=True):
+            if target:
+                rows.setdefault((target, item.status or ""), _naive(item.timestamp))
+        if not rows:
+            return handled
+        cr.execute(
             """
             INSERT INTO whatsapp_message_status (message_id, status, status_date)
-            VALUES (%s, %s, %s)
+            SELECT * FROM unnest(%s::int[], %s::varchar[], %s::timestamp[])
             ON CONFLICT (message_id, status) DO NOTHING
-            RETURNING id
+            RETURNING message_id, status
             """,
-            (message.id, item.status or "", _naive(item.timestamp)),
+            (
+                [key[0] for key in rows],
+                [key[1] for key in rows],
+                [value or None for value in rows.values()],
+            ),
         )
-        if not self.env.cr.fetchone():
-            return True
-        values = {}
-        if item.pricing_category:
-            values["pricing_category"] = item.pricing_category
-        if item.pricing_type:
-            values["pricing_type"] = item.pricing_type
-        if item.conversation_id:
-            values["conversation_id"] = item.conversation_id
-        if item.status == "failed":
-            error = item.errors[0] if item.errors else None
-            if error:
-                values.update(message._failure_values(error_from_payload(error.raw)))
-            else:
-                values.update(failure_type="unknown")
-        message._apply_status(item.status, _naive(item.timestamp), values)
-        return True
+        fresh = set(cr.fetchall())
+        self.env["whatsapp.message.status"].invalidate_model()
+        changes = {}
+        for target, (_account, item) in zip(targets, pairs, strict=True):
+            if (target, item.status or "") in fresh:
+                changes.setdefault(target, []).append(item)
+        if changes:
+            changed = self._update_message_states(changes)
+            Message.browse(changed)._refresh_chatter()
+        return handled
+
+    @api.model
+    def _status_targets(self, pairs):
+        """The id of the outbound message of each pair, or False."""
+        cr = self.env.cr
+        keys = {(account.id, item.wamid) for account, item in pairs if item.wamid}
+        found = {}
+        if keys:
+            cr.execute(
+                """
+                SELECT m.account_id, m.wamid, m.id, m.direction
+                FROM whatsapp_message m
+                JOIN unnest(%s::int[], %s::varchar[]) AS k(account_id, wamid)
+                  ON m.account_id = k.account_id AND m.wamid = k.wamid
+                """,
+                ([key[0] for key in keys], [key[1] for key in keys]),
+            )
+            found = {
+                (account_id, wamid): (message_id, direction)
+                for account_id, wamid, message_id, direction in cr.fetchall()
+            }
+        # The status may beat the send result: correlate by our own record id.
+        missing = {}
+        for account, item in pairs:
+            if (account.id, item.wamid) not in found:
+                message_id = _callback_message_id(item.biz_opaque_callback_data)
+                if message_id:
+                    missing.setdefault(message_id, (account.id, item.wamid))
+        if missing:
+            cr.execute(
+                """
+                SELECT id, account_id FROM whatsapp_message
+                WHERE id = ANY(%s) AND direction = 'outbound' AND wamid IS NULL
+                """,
+                (list(missing),),
+            )
+            correlated = {
+                message_id: missing[message_id]
+                for message_id, account_id in cr.fetchall()
+                if missing[message_id][0] == account_id
+            }
+            with_wamid = {
+                message_id: key[1] for message_id, key in correlated.items() if key[1]
+            }
+            if with_wamid:
+                cr.execute(
+                    """
+                    UPDATE whatsapp_message m SET wamid = v.wamid
+                    FROM unnest(%s::int[], %s::varchar[]) AS v(id, wamid)
+                    WHERE m.id = v.id AND m.wamid IS NULL
+                    """,
+                    (list(with_wamid), list(with_wamid.values())),
+                )
+                self.env["whatsapp.message"].invalidate_model(["wamid"])
+            for message_id, key in correlated.items():
+                found[key] = (message_id, "outbound")
+            by_id = {message_id: (message_id, "outbound") for message_id in correlated}
+        else:
+            by_id = {}
+        targets = []
+        for account, item in pairs:
+            message_id, direction = (
+                found.get((account.id, item.wamid))
+                or by_id.get(_callback_message_id(item.biz_opaque_callback_data))
+                or (False, False)
+            )
+            targets.append(message_id if direction == "outbound" else False)
+        return targets
+
+    @api.model
+    def _update_message_states(self, changes):
+        """One UPDATE moving each message by its new statuses; returns the ids
+        whose state changed (their chatter shows the state)."""
+        Message = self.env["whatsapp.message"].sudo()
+        columns = {
+            key: []
+            for key in (
+                "id",
+                "state",
+                "sent_date",
+                "delivered_date",
+                "read_date",
+                "failed_date",
+                "failure_type",
+                "failure_code",
+                "failure_title",
+                "failure_details",
+                "pricing_category",
+                "pricing_type",
+                "conversation_id",
+            )
+        }
+        for message_id, items in changes.items():
+            states = [delivery.META_STATUS_TO_STATE.get(item.status) for item in items]
+            winner = delivery.strongest_state(states)
+            row = dict.fromkeys(columns)
+            row.update(id=message_id, state=winner)
+            for state, item in zip(states, items, strict=True):
+                if state and not row[f"{state}_date"]:
+                    row[f"{state}_date"] = _naive(item.timestamp) or None
+                for fname in ("pricing_category", "pricing_type", "conversation_id"):
+                    row[fname] = getattr(item, fname) or row[fname]
+                if state == "failed" and winner == "failed":
+                    error = item.errors[0] if item.errors else None
+                    failure = (
+                        Message._failure_values(error_from_payload(error.raw))
+                        if error
+                        else {"failure_type": "unknown"}
+                    )
+                    row.update({key: value or None for key, value in failure.items()})
+            for key, values in columns.items():
+                values.append(row[key])
+        next_state = delivery.next_state_sql("old.state", "v.state", "old.failure_type")
+        # A failure moves in: Meta's error. A network failure moves out: cleared.
+        failure = (
+            "CASE WHEN ({next}) = 'failed' AND old.state <> 'failed' THEN v.{f}"
+            " WHEN old.state = 'failed' AND ({next}) <> 'failed' THEN NULL"
+            " ELSE old.{f} END"
+        )
+        assignments = [
+            f"state = {next_state}",
+            f"next_attempt_date = CASE WHEN ({next_state}) <> old.state"
+            " THEN NULL ELSE old.next_attempt_date END",
+            *(
+                f"{fname} = COALESCE(old.{fname}, v.{fname})"
+                for fname in ("sent_date", "delivered_date", "read_date")
+            ),
+            *(
+                f"{fname} = {failure.format(next=next_state, f=fname)}"
+                for fname in (
+                    "failed_date",
+                    "failure_type",
+                    "failure_code",
+                    "failure_title",
+                    "failure_details",
+                )
+            ),
+            # Meta's latest pricing wins.
+            *(
+                f"{fname} = COALESCE(v.{fname}, old.{fname})"
+                for fname in ("pricing_category", "pricing_type", "conversation_id")
+            ),
+        ]
+        self.env.cr.execute(
+            f"""
+            UPDATE whatsapp_message m
+               SET {", ".join(assignments)},
+                   write_uid = %s,
+                   write_date = (now() at time zone 'UTC')
+              FROM unnest(%s::int[], %s::varchar[], %s::timestamp[], %s::timestamp[],
+                          %s::timestamp[], %s::timestamp[], %s::varchar[], %s::int[],
+                          %s::varchar[], %s::text[], %s::varchar[], %s::varchar[],
+                          %s::varchar[])
+                   AS v(id, state, sent_date, delivered_date, read_date, failed_date,
+                        failure_type, failure_code, failure_title, failure_details,
+                        pricing_category, pricing_type, conversation_id)
+              JOIN whatsapp_message old ON old.id = v.id
+             WHERE m.id = v.id
+            RETURNING m.id, m.state <> old.state
+            """,  # noqa: S608 - the SQL pieces are our own constants
+            (self.env.uid, *columns.values()),
+        )
+        changed = [message_id for message_id, moved in self.env.cr.fetchall() if moved]
+        Message.invalidate_model()
+        return changed
 
     # ------------------------------------------------------------------ account events
 
@@ -415,16 +724,35 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         if not item.wa_id:
             return False
         number = canonical_e164(item.wa_id)
+        value = (item.value or "").lower()
         Blacklist = self.env["phone.blacklist"].sudo()
-        if (item.value or "").lower() == "stop":
+        if value not in ("stop", "resume"):
+            return True
+        if value == "resume" and not account.unblacklist_on_inbound:
+            return True
+        if not self._preference_applies(account, number, value, item.timestamp):
+            return True
+        if value == "stop":
             Blacklist._add(
                 [number], message=self.env._("Opted out of marketing on WhatsApp.")
             )
-        elif (item.value or "").lower() == "resume" and account.unblacklist_on_inbound:
+        else:
             Blacklist._remove(
                 [number], message=self.env._("Opted back in to marketing on WhatsApp.")
             )
         return True
+
+    @api.model
+    def _preference_applies(self, account, number, value, when):
+        """False for an update older than the last one applied to this number."""
+        applies = (
+            self.env["whatsapp.preference"]
+            .sudo()
+            ._accept(account, number, value, _naive(when))
+        )
+        if not applies:
+            _logger.info("WhatsApp: an older opt-out/opt-in update was ignored")
+        return applies
 
 
 def _naive(value):

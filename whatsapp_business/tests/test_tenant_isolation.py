@@ -65,6 +65,7 @@ def harmless_values(model):
         "whatsapp.message.status": {"status": "read"},
         "whatsapp.webhook.event": {"last_error": "Hijacked"},
         "whatsapp.webhook.rejection": {"count": 0},
+        "whatsapp.preference": {"value": "resume"},
         "whatsapp.composer": {"body": "Hijacked"},
         "whatsapp.composer.line": {"value": "Hijacked"},
         "whatsapp.test.message": {"phone": "+15550109999"},
@@ -160,6 +161,9 @@ class IsolationCase(WhatsAppCase):
         Rejection = env["whatsapp.webhook.rejection"]
         Rejection._record(account)
         rejection = Rejection.search([("account_id", "=", account.id)])
+        Preference = env["whatsapp.preference"]
+        Preference._accept(account, lead[MOBILE], "stop", env.cr.now())
+        preference = Preference.search([("account_id", "=", account.id)])
         composer = (
             env["whatsapp.composer"]
             .with_user(creator)
@@ -208,6 +212,7 @@ class IsolationCase(WhatsAppCase):
             "whatsapp.message.status": status,
             "whatsapp.webhook.event": event,
             "whatsapp.webhook.rejection": rejection,
+            "whatsapp.preference": preference,
             "whatsapp.composer": composer,
             "whatsapp.composer.line": line,
             "whatsapp.test.message": test_message,

@@ -12,7 +12,9 @@ Robustness rules (the body comes from the network and Meta adds fields often):
 * A body whose ``object`` is not ``whatsapp_business_account`` yields ``[]``: such
   notifications belong to other Meta products and carry nothing for this addon.
 * Every change with a dict ``value`` yields at least one event; a change that is
-  not understood becomes an :class:`UnknownEvent` so the caller can log it.
+  not understood becomes an :class:`UnknownEvent` so the caller can log it, and a
+  change that made a parser fail (a bug here) a :class:`ParseFailure` with the
+  error, so that the caller keeps the body for a retry once the bug is fixed.
 * Epoch timestamps become tz-aware UTC datetimes; unusable ones become None.
 
 Event reprs leave out message content and phone numbers so that logging an event
@@ -241,6 +243,13 @@ class UnknownEvent(Event):
     """A change this module does not understand; log it and move on."""
 
     value: dict = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ParseFailure(Event):
+    """A change whose parser raised; ``error`` names the exception."""
+
+    error: str = ""
 
 
 # --------------------------------------------------------------------------
@@ -761,12 +770,16 @@ def _parse_change(entry: dict, change: dict) -> list[Event]:
             # Safety net for a bug here: one odd change must not cost the batch.
             # The exception text may quote payload data, so only its type is logged.
             _logger.error(
-                "WhatsApp webhook: could not parse a %r change (%s); kept as unknown",
+                "WhatsApp webhook: could not parse a %r change (%s); kept as failed",
                 field,
                 type(exc).__name__,
             )
             _logger.debug("WhatsApp webhook parse failure", exc_info=True)
-            events = []
+            return [
+                ParseFailure(
+                    **base, raw=value, error=f"{type(exc).__name__}: {exc}"[:500]
+                )
+            ]
     if not events:
         events = [UnknownEvent(**base, raw=value, value=value)]
     return events
@@ -802,3 +815,59 @@ def parse_webhook(body: dict | bytes | str) -> list[Event]:
         for change in _items(entry.get("changes")):
             events.extend(_parse_change(entry, change))
     return events
+
+
+# --------------------------------------------------------------------------
+# Ordering keys: which bodies must be processed one after the other.
+# --------------------------------------------------------------------------
+# Beyond this many parties, a body is ordered against every other body.
+MAX_ORDERING_KEYS = 64
+ANY_PARTY = "*"
+_FIELD_KEYS = {
+    "message_template_status_update": "@template",
+    "message_template_quality_update": "@template",
+    "template_category_update": "@template",
+}
+
+
+def ordering_keys(body) -> list[str]:
+    """The parties of a body whose events must keep their arrival order.
+
+    Two bodies sharing a key are processed one after the other; bodies without a
+    common key may be processed in parallel. The customers (number and user id)
+    of the messages, statuses and preferences are keys; account-level changes
+    share one key per field, template changes one for all. ``["*"]`` stands for
+    every party (too many to list, or a body that cannot be read).
+    """
+    try:
+        payload = _load(body)
+    except ValueError:
+        return [ANY_PARTY]
+    keys: set[str] = set()
+    for entry in _items(payload.get("entry")):
+        for change in _items(entry.get("changes")):
+            field = _str(change.get("field")) or ""
+            value = _dict(change.get("value"))
+            if field == "messages":
+                for msg in _items(value.get("messages")):
+                    keys.update(_parties(msg, "from", "from_user_id"))
+                for status in _items(value.get("statuses")):
+                    keys.update(_parties(status, "recipient_id", "recipient_user_id"))
+                for contact in _items(value.get("contacts")):
+                    keys.update(_parties(contact, "wa_id", "user_id"))
+            elif field == "user_preferences":
+                for item in _items(value.get("user_preferences")):
+                    keys.update(_parties(item, "wa_id", "user_id"))
+            else:
+                keys.add(_FIELD_KEYS.get(field, f"@{field}"))
+            if len(keys) > MAX_ORDERING_KEYS:
+                return [ANY_PARTY]
+    return sorted(keys)
+
+
+def _parties(data: dict, number_key: str, user_key: str) -> list[str]:
+    # Numbers as digits: "+33 6..." and "336..." are one customer.
+    number = _id(data.get(number_key))
+    digits = "".join(ch for ch in number if ch.isdigit()) if number else ""
+    user = _id(data.get(user_key))
+    return [key for key in (digits, user and f"u:{user}") if key]
