@@ -1,6 +1,6 @@
 from odoo import api, fields, models
 
-from ..wa_cloud.pricing import MARKETS
+from ..wa_cloud.pricing import MARKETS, market_for_number
 
 
 class WhatsAppMessage(models.Model):
@@ -55,15 +55,22 @@ class WhatsAppMessage(models.Model):
 
     @api.depends("pricing_category", "pricing_type", "phone", "sent_date", "company_id")
     def _compute_cost(self):
-        Rate = self.env["whatsapp.pricing.rate"]
+        # The rate lines of the whole batch in one query: status webhooks price
+        # messages by the hundred.
+        candidates = self.env["whatsapp.pricing.rate"]._candidate_rates(
+            self.company_id,
+            {market_for_number(phone) for phone in self.mapped("phone")},
+            {(category or "").lower() for category in self.mapped("pricing_category")},
+        )
         for message in self:
             on_date = message.sent_date or message.create_date or fields.Datetime.now()
-            values = Rate._message_cost_values(
+            values = candidates._message_cost_values(
                 message.company_id,
                 message.phone,
                 message.pricing_category,
                 message.pricing_type,
                 on_date.date(),
+                candidates=candidates,
             )
             values["cost_date"] = on_date.date() if values["cost_state"] else False
             message.update(values)

@@ -43,8 +43,14 @@ class WhatsAppPricingRate(models.Model):
     active = fields.Boolean(default=True)
 
     @api.model
-    def _message_cost_values(self, company, phone, category, pricing_type, on_date):
-        """Market, cost, currency and cost state of one message with this pricing."""
+    def _message_cost_values(
+        self, company, phone, category, pricing_type, on_date, candidates=None
+    ):
+        """Market, cost, currency and cost state of one message with this pricing.
+
+        ``candidates``: the lines that may price it, from :meth:`_candidate_rates`
+        (read once for a whole batch of messages); searched when not given.
+        """
         market = market_for_number(phone) if phone else False
         values = {
             "pricing_market": market or False,
@@ -57,7 +63,10 @@ class WhatsAppPricingRate(models.Model):
         if is_free(category, pricing_type):
             values["cost_state"] = "free"
             return values
-        rate = self._find_rate(company, market, (category or "").lower(), on_date)
+        category = (category or "").lower()
+        if candidates is None:
+            candidates = self._candidate_rates(company, [market], [category])
+        rate = candidates._pick(company, market, category, on_date)
         if not rate:
             values["cost_state"] = "unrated"
             return values
@@ -67,21 +76,36 @@ class WhatsAppPricingRate(models.Model):
         return values
 
     @api.model
-    def _find_rate(self, company, market, category, on_date):
-        """The company's own line if any, else the shared one; latest date first."""
-        if not market or not category:
+    def _candidate_rates(self, companies, markets, categories):
+        """Every active line that may price messages of these companies, markets
+        and categories, newest first: one query for a whole batch."""
+        markets = [market for market in markets if market]
+        categories = [category for category in categories if category]
+        if not markets or not categories:
             return self.browse()
-        rates = (
+        return (
             self.sudo()
             .with_context(active_test=True)
             .search(
                 [
-                    ("market", "=", market),
-                    ("category", "=", category),
-                    ("date_start", "<=", on_date),
-                    ("company_id", "in", [company.id, False]),
+                    ("market", "in", markets),
+                    ("category", "in", categories),
+                    ("company_id", "in", [*companies.ids, False]),
                 ],
                 order="date_start desc, id desc",
+            )
+        )
+
+    def _pick(self, company, market, category, on_date):
+        """Among these lines: the company's own if any, else the shared one."""
+        if not market or not category:
+            return self.browse()
+        rates = self.filtered(
+            lambda rate: (
+                rate.market == market
+                and rate.category == category
+                and rate.date_start <= on_date
+                and rate.company_id in (company, self.env["res.company"])
             )
         )
         return rates.filtered("company_id")[:1] or rates[:1]

@@ -673,12 +673,24 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                         pricing_category, pricing_type, conversation_id)
               JOIN whatsapp_message old ON old.id = v.id
              WHERE m.id = v.id
-            RETURNING m.id, m.state <> old.state
+            RETURNING m.id, m.state <> old.state,
+                      m.pricing_category IS DISTINCT FROM old.pricing_category
+                      OR m.pricing_type IS DISTINCT FROM old.pricing_type
+                      OR m.sent_date IS DISTINCT FROM old.sent_date
             """,  # noqa: S608 - the SQL pieces are our own constants
             (self.env.uid, *columns.values()),
         )
-        changed = [message_id for message_id, moved in self.env.cr.fetchall() if moved]
+        rows = self.env.cr.fetchall()
+        changed = [message_id for message_id, moved, _priced in rows if moved]
         Message.invalidate_model()
+        # Written in SQL: the fields computed from the pricing (the message's cost)
+        # are recomputed by the ORM, for the messages whose pricing moved only.
+        priced = Message.browse(
+            [message_id for message_id, _m, priced in rows if priced]
+        )
+        if priced:
+            priced.modified(["pricing_category", "pricing_type", "sent_date"])
+            Message.flush_model()
         return changed
 
     # ------------------------------------------------------------------ account events
