@@ -38,15 +38,6 @@ from ..wa_cloud.urls import UnsafeUrlError
 
 _logger = logging.getLogger(__name__)
 
-# Outbound delivery states only move forward along this rank; 'failed' is final.
-STATE_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
-META_STATUS_TO_STATE = {
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "read",
-    "played": "read",
-    "failed": "failed",
-}
 STATE_ICONS = {
     "queued": "fa-clock-o",
     "sent": "fa-check",
@@ -422,49 +413,6 @@ class WhatsAppMessage(models.Model):
         self.env["mail.message"].browse(ids).invalidate_recordset(
             ["body", "write_date"]
         )
-
-    # ------------------------------------------------------------------ statuses
-
-    def _apply_status(self, status, when, values=None):
-        """Move the message forward; never backward, never out of 'failed'."""
-        self.ensure_one()
-        new_state = META_STATUS_TO_STATE.get(status)
-        if not new_state:
-            return False
-        vals = dict(values or {})
-        date_field = f"{new_state}_date"
-        if when and not self[date_field]:
-            vals[date_field] = when
-        if (
-            self.state == "failed"
-            and self.failure_type == "network"
-            and new_state != "failed"
-        ):
-            # We gave up on an unanswered call, yet Meta did send it.
-            changed = True
-            vals.update(
-                failure_type=False,
-                failure_title=False,
-                failure_code=False,
-                failed_date=False,
-            )
-        elif self.state in ("failed", "cancelled"):
-            changed = False
-        elif new_state == "failed":
-            # Meta only fails messages it has not delivered.
-            changed = self.state in ("queued", "sent")
-        else:
-            changed = STATE_RANK[new_state] > STATE_RANK.get(self.state, -1)
-        if not changed and new_state == "failed":
-            vals = {k: v for k, v in vals.items() if not k.startswith("failure_")}
-        if changed:
-            vals["state"] = new_state
-            vals["next_attempt_date"] = False
-        if vals:
-            self.sudo().write(vals)
-        if changed:
-            self._refresh_chatter()
-        return changed
 
     # ------------------------------------------------------------------ manager actions
 
