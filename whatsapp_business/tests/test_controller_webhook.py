@@ -432,7 +432,10 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
             self.env["whatsapp.message"].sudo().search([("wamid", "=", "wamid.B2")])
         )
 
-    @mute_logger("odoo.addons.whatsapp_business.models.whatsapp_webhook_event")
+    @mute_logger(
+        "odoo.addons.whatsapp_business.models.whatsapp_webhook_event",
+        "odoo.addons.whatsapp_business.models.whatsapp_webhook_processor",
+    )
     def test_processing_error_kept_and_retried(self):
         processor = type(self.env["whatsapp.webhook.processor"])
         with patch.object(

@@ -14,6 +14,7 @@ from ..wa_cloud.errors import ConnectError
 from .common import PHONE_A, WA_ID_A, WhatsAppCase, messages_entry, webhook_body
 
 EVENT_LOGGER = "odoo.addons.whatsapp_business.models.whatsapp_webhook_event"
+PROCESSOR_LOGGER = "odoo.addons.whatsapp_business.models.whatsapp_webhook_processor"
 
 
 class WebhookCase(WhatsAppCase):
@@ -72,7 +73,7 @@ class TestFailedEventRetries(WebhookCase):
     up to 8 attempts."
     """
 
-    @mute_logger(EVENT_LOGGER)
+    @mute_logger(EVENT_LOGGER, PROCESSOR_LOGGER)
     def test_retried_with_growing_delays_and_stopped_after_eight_attempts(self):
         Event = self.env["whatsapp.webhook.event"]
         processor = type(self.env["whatsapp.webhook.processor"])
