@@ -39,11 +39,12 @@ LOG_LINE = re.compile(
     r"(?P<logger>[\w.]+): "
 )
 BAD_LEVELS = {"ERROR", "CRITICAL"}
-# Each run of a cron by the cron thread logs "Job 'name' (20) starting", then
-# "Job 'name' (20) processed N records, M records remaining" (even on failure).
+# Each run of a cron by the cron thread logs "Job 'name' (20) starting", then, on
+# Odoo 18, "Job 'name' (20) processed N records, M records remaining" (even on
+# failure) or, on Odoo 19, "Job 'name' (20) fully done|partially done|failed (...)".
 CRON_LINE = re.compile(
     r"odoo\.addons\.base\.models\.ir_cron: Job '.*' \((?P<id>\d+)\) "
-    r"(?P<event>starting|processed) "
+    r"(?P<event>starting|processed|fully done|partially done|failed) "
 )
 
 # Odoo logs every failing query at ERROR ("bad query: ... could not serialize
