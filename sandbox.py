@@ -47,7 +47,8 @@ from odoo_server import (  # noqa: E402
 ACCOUNT_NAME = "Sandbox"
 TOKEN = "sandbox-token"
 APP_SECRET = "sandbox-secret"
-# (name, mobile, lead name); the numbers are fictitious.
+# (name, mobile number, lead name); the numbers are fictitious. They go in "phone",
+# the one number field of contacts and leads on both Odoo 18 and 19.
 DEMO_CONTACTS = [
     ("Amélie Dupont", "+33612345678", "Kitchen renovation"),
     ("Bruno Costa", "+34612000111", "Office fit-out"),
@@ -148,14 +149,14 @@ def create_demo_data(rpc: OdooRpc, fake: FakeGraph) -> bool:
     if rpc("res.partner", "search_count", [("name", "in", names)]):
         return False
     for name, mobile, lead in DEMO_CONTACTS:
-        partner_id = rpc("res.partner", "create", {"name": name, "mobile": mobile})
+        partner_id = rpc("res.partner", "create", {"name": name, "phone": mobile})
         rpc(
             "crm.lead",
             "create",
             {
                 "name": lead,
                 "partner_id": partner_id,
-                "mobile": mobile,
+                "phone": mobile,
                 "type": "opportunity",
             },
         )

@@ -617,7 +617,7 @@ class WhatsAppMessage(models.Model):
             done = self._serve_accounts_in_parallel(deadline)
         self.env.invalidate_all()
         remaining = self._count_due()
-        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        compat.notify_cron_progress(self.env, done, remaining)
         self._recover_stale_claims()
         self._schedule_next_retry()
         return done

@@ -205,7 +205,7 @@ class WhatsAppWebhookEvent(models.Model):
         remaining = self.env.cr.fetchone()[0]
         if remaining and not done:
             self._trigger_processing()  # arrived during this run: go again
-        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        compat.notify_cron_progress(self.env, done, remaining)
         return done
 
     @api.model

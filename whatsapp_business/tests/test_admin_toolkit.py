@@ -198,10 +198,10 @@ class TestAdAttribution(ToolkitCase):
         self.assertEqual(lead.partner_id, self.partner_a)
         self.assertEqual(lead.source_id.name, "Facebook")
         self.assertEqual(lead.campaign_id.name, "Roofs (120210000000000001)")
-        groups = self.env["crm.lead"].read_group(
-            [("id", "=", lead.id)], ["whatsapp_ad_headline"], ["whatsapp_ad_headline"]
+        groups = self.env["crm.lead"]._read_group(
+            [("id", "=", lead.id)], ["whatsapp_ad_headline"], ["__count"]
         )
-        self.assertEqual(groups[0]["whatsapp_ad_headline"], "Roofs")
+        self.assertEqual(groups, [("Roofs", 1)])
         # The same ad again: same campaign, no duplicate.
         self.deliver(self.inbound("wamid.AD-3", referral=facebook_ad))
         self.assertEqual(
