@@ -370,6 +370,17 @@ class FakeAccount:
     token_expired: bool = False
 
 
+def most_in_window(times, window: float = 1.0) -> int:
+    """Most of ``times`` within any half-open ``window`` seconds."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, stamp in enumerate(times):
+        while stamp - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 @dataclass
 class RecordedRequest:
     """One HTTP request as the fake received it."""
@@ -1200,14 +1211,28 @@ class FakeGraph:
                 series = [self._send_times.get(phone_number_id, [])]
             else:
                 series = list(self._send_times.values())
-            best = 0
-            for times in series:
-                start = 0
-                for end, t in enumerate(times):
-                    while t - times[start] >= window:
-                        start += 1
-                    best = max(best, end - start + 1)
-            return best
+            return max((most_in_window(times, window) for times in series), default=0)
+
+    def max_sends_received_in_window(
+        self, window: float = 1.0, phone_number_id: str | None = None
+    ) -> int:
+        """Most sends the fake accepted, counted on *arrival*, in any ``window``.
+
+        What Meta counts is what it receives: the acceptance stamps of
+        :meth:`max_sends_in_window` come after the simulated latency, and on a
+        busy machine the fake's own threads wake late from it, which bunches them.
+        Marking as read (a POST to /messages with a ``status``) is not a send.
+        """
+        path = f"/{phone_number_id}/messages" if phone_number_id else "/messages"
+        return most_in_window(
+            [
+                r.timestamp
+                for r in self.requests_to(path, "POST")
+                if r.status == 200
+                and not (isinstance(r.body, dict) and "status" in r.body)
+            ],
+            window,
+        )
 
     def reset_records(self) -> None:
         """Forget recorded requests, sends and deliveries (not media/windows)."""

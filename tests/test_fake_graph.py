@@ -20,6 +20,7 @@ from fake_graph import (
     FakeGraph,
     graph_from_args,
     hmac_signature,
+    most_in_window,
     sign_body,
 )
 
@@ -869,3 +870,10 @@ def test_bsuid_inbound_opens_the_window_for_recipient_sends(http, receiver):
         assert send(http, server, payload).status_code == 200
     value = receiver.bodies()[0]["entry"][0]["changes"][0]["value"]
     assert value["contacts"] == [{"user_id": bsuid}]
+
+
+def test_most_in_window_is_half_open_and_order_free():
+    # 0.0 and 1.0 are one full second apart: never in the same window.
+    assert most_in_window([1.0, 0.0, 0.5, 0.999]) == 3
+    assert most_in_window([0.0, 0.25, 0.5, 0.75], window=0.5) == 2
+    assert most_in_window([]) == 0
