@@ -5,7 +5,7 @@ from unittest.mock import patch
 
 from cryptography.fernet import Fernet
 
-from odoo import Command
+from odoo import SUPERUSER_ID, Command, api
 from odoo.tests import TransactionCase, new_test_user
 from odoo.tools import config
 
@@ -196,3 +196,26 @@ def messages_entry(account, messages=(), statuses=(), contacts=()):
         "id": account.waba_id,
         "changes": [{"field": "messages", "value": value}],
     }
+
+
+def drop_committed_account(cr, account_id, last_trigger_id, was_enabled):
+    """Undo the common part of a test that committed data for real cursors.
+
+    Removes the account with its chatter and followers and the cron wake-ups
+    created since ``last_trigger_id`` (a later server has nothing to do for them),
+    and restores the main company's WhatsApp switch. The caller deletes its own
+    records (messages, events...) first.
+    """
+    cr.execute(
+        "DELETE FROM mail_message WHERE model = 'whatsapp.account' AND res_id = %s",
+        [account_id],
+    )
+    cr.execute(
+        "DELETE FROM mail_followers WHERE res_model = 'whatsapp.account'"
+        " AND res_id = %s",
+        [account_id],
+    )
+    cr.execute("DELETE FROM whatsapp_account WHERE id = %s", [account_id])
+    cr.execute("DELETE FROM ir_cron_trigger WHERE id > %s", [last_trigger_id])
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    env.ref("base.main_company").whatsapp_enabled = was_enabled

@@ -7,7 +7,13 @@ import time
 from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
 
-from .common import PHONE_A, WhatsAppMixin, mock_gateway, webhook_body
+from .common import (
+    PHONE_A,
+    WhatsAppMixin,
+    drop_committed_account,
+    mock_gateway,
+    webhook_body,
+)
 from .test_webhook_processing import WebhookCase
 from .test_whatsapp_template import TemplateCase, meta_template
 
@@ -151,23 +157,9 @@ class TestTwoQueueWorkers(WhatsAppMixin, TransactionCase):
             cr.execute(
                 "DELETE FROM whatsapp_message WHERE account_id = %s", [self.account_id]
             )
-            cr.execute(
-                "DELETE FROM mail_message WHERE model = 'whatsapp.account'"
-                " AND res_id = %s",
-                [self.account_id],
+            drop_committed_account(
+                cr, self.account_id, self.last_trigger_id, was_enabled
             )
-            cr.execute(
-                "DELETE FROM mail_followers WHERE res_model = 'whatsapp.account'"
-                " AND res_id = %s",
-                [self.account_id],
-            )
-            cr.execute("DELETE FROM whatsapp_account WHERE id = %s", [self.account_id])
-            # The queue's wake-up calls: a later server has nothing to do for them.
-            cr.execute(
-                "DELETE FROM ir_cron_trigger WHERE id > %s", [self.last_trigger_id]
-            )
-            env = api.Environment(cr, SUPERUSER_ID, {})
-            env.ref("base.main_company").whatsapp_enabled = was_enabled
 
     def _worker(self, cr):
         # A worker that waited for the other's locks would fail here, not hang.

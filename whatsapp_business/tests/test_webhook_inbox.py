@@ -14,7 +14,14 @@ from odoo.tools import mute_logger
 
 from ..wa_cloud import delivery
 from ..wa_cloud import events as wa_events
-from .common import WA_ID_A, WhatsAppMixin, messages_entry, sign, webhook_body
+from .common import (
+    WA_ID_A,
+    WhatsAppMixin,
+    drop_committed_account,
+    messages_entry,
+    sign,
+    webhook_body,
+)
 from .test_webhook_processing import EVENT_LOGGER, WebhookCase
 
 PARSER_LOGGER = "odoo.addons.whatsapp_business.wa_cloud.events"
@@ -459,21 +466,9 @@ class TestParallelClaims(WhatsAppMixin, TransactionCase):
                 "DELETE FROM whatsapp_webhook_event WHERE account_id = %s",
                 [self.account_id],
             )
-            cr.execute(
-                "DELETE FROM mail_message WHERE model = 'whatsapp.account'"
-                " AND res_id = %s",
-                [self.account_id],
+            drop_committed_account(
+                cr, self.account_id, self.last_trigger_id, was_enabled
             )
-            cr.execute(
-                "DELETE FROM mail_followers WHERE res_model = 'whatsapp.account'"
-                " AND res_id = %s",
-                [self.account_id],
-            )
-            cr.execute("DELETE FROM whatsapp_account WHERE id = %s", [self.account_id])
-            cr.execute(
-                "DELETE FROM ir_cron_trigger WHERE id > %s", [self.last_trigger_id]
-            )
-            env.ref("base.main_company").whatsapp_enabled = was_enabled
 
     def test_one_customer_is_never_in_two_workers(self):
         with self.registry.cursor() as cr_a, self.registry.cursor() as cr_b:
