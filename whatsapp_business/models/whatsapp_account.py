@@ -12,7 +12,6 @@ from ..wa_cloud import const
 from ..wa_cloud.client import (
     CloudApiClient,
     normalize_api_version,
-    normalize_base_url,
 )
 from ..wa_cloud.crypto import CONFIG_OPTION, ConfigurationError, SecretBox, load_keys
 from ..wa_cloud.errors import (
@@ -21,6 +20,7 @@ from ..wa_cloud.errors import (
     AuthenticationError,
     WhatsAppError,
 )
+from ..wa_cloud.urls import validate_base_url
 
 _logger = logging.getLogger(__name__)
 
@@ -534,7 +534,7 @@ class WhatsAppAccount(models.Model):
                     )
                 ) from exc
             try:
-                normalize_base_url(account.base_url)
+                validate_base_url(account.base_url)
             except ValueError as exc:
                 raise ValidationError(
                     self.env._(

@@ -43,7 +43,6 @@ __all__ = [
     "PhoneNumberInfo",
     "SendResult",
     "normalize_api_version",
-    "normalize_base_url",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -172,14 +171,6 @@ def _opt_int(value):
         return None if value is None else int(value)
     except (TypeError, ValueError):
         return None
-
-
-def normalize_base_url(base_url):
-    """The Graph base URL as the client uses it; ValueError when unusable.
-
-    https, or plain http on a loopback address only (see urls.validate_base_url).
-    """
-    return validate_base_url(base_url)
 
 
 def normalize_api_version(version):
@@ -320,7 +311,7 @@ class CloudApiClient:
     ):
         if not access_token or not str(access_token).strip():
             raise ValueError("a WhatsApp access token is required")
-        base = normalize_base_url(base_url)
+        base = validate_base_url(base_url)
         self._access_token = str(access_token).strip()
         self.phone_number_id = _opt_str(phone_number_id)
         self.waba_id = _opt_str(waba_id)
