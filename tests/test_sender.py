@@ -141,6 +141,40 @@ def test_in_flight_limit_is_rate_times_latency_under_a_ceiling():
     assert controller.limit == 100  # ...never above the ceiling
 
 
+def test_unanswered_requests_raise_a_stale_latency_estimate():
+    controller = InFlightController(rate=80, ceiling=100, initial_latency=0.1)
+    assert controller.limit == 11
+    controller.observe_pending(0.05)  # younger than the estimate: no news
+    assert controller.limit == 11
+    controller.observe_pending(0.5)  # still unanswered after 500 ms
+    assert controller.limit == math.ceil(80 * 0.5 * 1.25) + 1  # 51
+
+
+def test_a_stale_hint_does_not_hold_the_queue_below_the_latency():
+    """The last run saw 50 ms; Graph now answers in 300 ms. Requests still in
+    flight lift the limit before their answers come back."""
+    account = FakeAccount()
+    with FakeGraph(
+        [account], rate_limit=None, enforce_window=False, latency=0.3
+    ) as fake:
+        controller = InFlightController(40, 100, initial_latency=0.05)
+        sender = Sender(
+            graph_client_factory(fake, account),
+            SendSettings(rate=40),
+            controller=controller,
+        )
+        stale_limit = controller.limit  # 4
+        outcomes = run_all(sender, text_jobs(40))
+        assert {o.kind for o in outcomes.values()} == {SENT}
+        arrivals = sorted(
+            r.timestamp for r in fake.requests_to("/messages", "POST")
+        )
+    # The stale limit lets 4 requests out; no answer comes back before 300 ms.
+    # Held to it, the queue would send 4 in its first 300 ms instead of 12.
+    assert stale_limit == 4
+    assert sum(1 for t in arrivals if t < arrivals[0] + 0.28) >= 8
+
+
 def test_starts_follow_the_rate_on_a_fake_clock():
     clock = FakeTime(1000.0)
     starts = []

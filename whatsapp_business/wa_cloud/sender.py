@@ -204,6 +204,16 @@ class InFlightController:
             weight = 0.3 if seconds > self.latency else 0.05
             self.latency += weight * (seconds - self.latency)
 
+    def observe_pending(self, age):
+        """A request unanswered after ``age`` seconds: latency is at least that.
+
+        Without it a stale estimate (Graph slowed down, or the last run's hint)
+        holds the limit low until the first slow answers come back, and the
+        queue idles for about one latency.
+        """
+        with self._lock:
+            self.latency = max(self.latency, age)
+
     @property
     def limit(self):
         # Rounded first: float noise must not add a request.
@@ -373,6 +383,7 @@ class _Run:
         self.in_flight = 0  # jobs in the pool: waiting for a slot, or sending
         self.submitted = 0  # jobs handed to the pool, in order
         self.sending = 0  # requests started whose answer is not read yet
+        self.started_at = {}  # job key -> when its request went out
         self.slot_lock = threading.Lock()
         self.local = threading.local()
         self.pool = sender._executor()
@@ -419,6 +430,7 @@ class _Run:
         if started is not None:
             with self.cond:
                 self.sending -= 1
+                self.started_at.pop(job.key, None)
             if outcome.kind != REQUEUE:
                 sender.controller.observe(sender.clock() - started)
         if outcome.kind == HOLD and sender.hold_error is None:
@@ -455,6 +467,7 @@ class _Run:
         sender.dispatched.add(self.local.key)
         self.local.started = sender.clock()
         with self.cond:
+            self.started_at[self.local.key] = self.local.started
             self.sending += 1
             sender.peak_in_flight = max(sender.peak_in_flight, self.sending)
 
@@ -471,6 +484,11 @@ class _Run:
                 while (
                     not self.stop.is_set() and self.in_flight >= sender.controller.limit
                 ):
+                    if self.started_at:
+                        oldest = min(self.started_at.values())
+                        sender.controller.observe_pending(sender.clock() - oldest)
+                        if self.in_flight < sender.controller.limit:
+                            break
                     self.cond.wait(0.05)
                 if not self.stop.is_set():
                     self.in_flight += 1
