@@ -166,9 +166,7 @@ def test_a_stale_hint_does_not_hold_the_queue_below_the_latency():
         stale_limit = controller.limit  # 4
         outcomes = run_all(sender, text_jobs(40))
         assert {o.kind for o in outcomes.values()} == {SENT}
-        arrivals = sorted(
-            r.timestamp for r in fake.requests_to("/messages", "POST")
-        )
+        arrivals = sorted(r.timestamp for r in fake.requests_to("/messages", "POST"))
     # The stale limit lets 4 requests out; no answer comes back before 300 ms.
     # Held to it, the queue would send 4 in its first 300 ms instead of 12.
     assert stale_limit == 4
