@@ -1332,6 +1332,30 @@ class WhatsAppMessage(models.Model):
             self._refresh_chatter()
         return reaction
 
+    def action_reply(self):
+        """Open the composer on this customer message's document, quoting it."""
+        self.ensure_one()
+        self.check_access("read")
+        document = self._chat_document() or self.partner_id
+        if self.direction != "inbound" or not document:
+            raise UserError(
+                self.env._("Only a message received from a contact can be replied to.")
+            )
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Reply on WhatsApp"),
+            "res_model": "whatsapp.composer",
+            "view_mode": "form",
+            "target": "new",
+            "context": {
+                "active_model": document._name,
+                "active_id": document.id,
+                "active_ids": document.ids,
+                "default_account_id": self.account_id.id,
+                "default_reply_to_message_id": self.id,
+            },
+        }
+
     def _chat_document(self):
         self.ensure_one()
         if self.res_model in self.env and self.res_id:

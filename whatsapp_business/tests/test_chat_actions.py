@@ -99,6 +99,24 @@ class TestQuotedReplies(ChatCase):
         self.assertEqual(payload["context"], {"message_id": "wamid.IN-Q"})
         self.assertEqual(payload["text"]["body"], "Oui, pose comprise.")
 
+    def test_reply_button_opens_the_composer_quoting_the_message(self):
+        question = self.customer_writes("wamid.IN-R", text={"body": "Un devis ?"})
+        action = question.with_user(self.user_a).action_reply()
+        composer = Form(
+            self.env["whatsapp.composer"]
+            .with_user(self.user_a)
+            .with_context(**action["context"])
+        )
+        self.assertEqual(composer.reply_to_message_id, question)
+        self.assertEqual(composer.mode, "text")
+        composer.body = "Oui, demain."
+        composer.save().action_send()
+        reply = self.Message.search([("body", "=", "Oui, demain.")])
+        self.assertEqual(reply.reply_to_message_id, question)
+        self.assertEqual((reply.res_model, reply.res_id), ("crm.lead", self.lead_a.id))
+        with self.assertRaisesRegex(UserError, "received from a contact"):
+            reply.action_reply()
+
     def test_inbound_reply_links_the_quoted_message(self):
         offer = self.sent_text()
         answer = self.customer_writes(
