@@ -44,7 +44,9 @@ class ChatCase(WebhookCase):
             "active_ids": records.ids,
         }
         Composer = self.env["whatsapp.composer"].with_user(user or self.user_a)
-        return Composer.with_context(**context).create(vals)
+        return Composer.with_context(**context).create(
+            dict(vals, account_id=self.account_a.id)
+        )
 
     def customer_writes(self, wamid, message_type="text", when=None, **content):
         """Deliver an inbound message of the customer through the webhook path."""
@@ -73,6 +75,10 @@ class ChatCase(WebhookCase):
         self.assertEqual(message.state, "sent")
         return message
 
+    def mine(self, domain):
+        """Messages of this test's account (the database may hold others)."""
+        return self.Message.search([("account_id", "=", self.account_a.id), *domain])
+
     def window_open(self):
         if not self.Message._window_open_map(self.account_a, [PHONE_A])[PHONE_A]:
             self.open_window(self.account_a, PHONE_A)
@@ -91,7 +97,7 @@ class TestQuotedReplies(ChatCase):
             self.lead_a, reply_to_message_id=question.id, body="Oui, pose comprise."
         )
         composer.action_send()
-        reply = self.Message.search([("body", "=", "Oui, pose comprise.")])
+        reply = self.mine([("body", "=", "Oui, pose comprise.")])
         self.assertEqual(reply.reply_to_message_id, question)
         self.assertIn("Le devis inclut-il la pose ?", self.chatter(reply))
         gateway = self.run_queue()
@@ -111,7 +117,7 @@ class TestQuotedReplies(ChatCase):
         self.assertEqual(composer.mode, "text")
         composer.body = "Oui, demain."
         composer.save().action_send()
-        reply = self.Message.search([("body", "=", "Oui, demain.")])
+        reply = self.mine([("body", "=", "Oui, demain.")])
         self.assertEqual(reply.reply_to_message_id, question)
         self.assertEqual((reply.res_model, reply.res_id), ("crm.lead", self.lead_a.id))
         with self.assertRaisesRegex(UserError, "received from a contact"):
@@ -227,7 +233,7 @@ class TestReactions(ChatCase):
         with self.assertRaisesRegex(UserError, "one emoji"):
             question._send_reaction("ok")
         # Outside the 24-hour window a reaction is refused like free text.
-        self.Message.search([("direction", "=", "inbound")]).write(
+        self.mine([("direction", "=", "inbound")]).write(
             {"received_date": self.env.cr.now() - timedelta(hours=25)}
         )
         reaction = question._send_reaction("👍")
@@ -264,7 +270,12 @@ class TestInteractive(ChatCase):
             interactive_footer="Acme",
         )
         composer.action_send()
-        message = self.Message.search([("message_type", "=", "interactive")])
+        message = self.Message.search(
+            [
+                ("account_id", "=", self.account_a.id),
+                ("message_type", "=", "interactive"),
+            ]
+        )
         self.assertEqual(message.state, "queued")
         self.assertEqual(message.body, "Confirmez-vous le RDV du 23/11 à 10h ?")
         chatter = self.chatter(message)
@@ -307,7 +318,7 @@ class TestInteractive(ChatCase):
         self.assertEqual(answer.lead_id, self.lead_a)
         self.assertIn("Confirmer", self.chatter(answer))
         self.assertEqual(
-            self.Message.search([("interactive_reply_id", "=", "appt_confirm")]), answer
+            self.mine([("interactive_reply_id", "=", "appt_confirm")]), answer
         )
 
     def test_list_from_the_composer_and_the_customers_row(self):
@@ -422,11 +433,18 @@ class TestInteractive(ChatCase):
                 composer = self.interactive_composer(choices, **vals)
                 with self.assertRaisesRegex(UserError, error):
                     composer.action_send()
-        self.assertFalse(self.Message.search([("message_type", "=", "interactive")]))
+        self.assertFalse(
+            self.Message.search(
+                [
+                    ("account_id", "=", self.account_a.id),
+                    ("message_type", "=", "interactive"),
+                ]
+            )
+        )
 
     def test_buttons_only_in_an_open_window(self):
         composer = self.interactive_composer([("Oui", "yes")])
-        self.Message.search([("direction", "=", "inbound")]).write(
+        self.mine([("direction", "=", "inbound")]).write(
             {"received_date": self.env.cr.now() - timedelta(hours=25)}
         )
         composer.invalidate_recordset()
@@ -522,7 +540,9 @@ class TestCannedResponses(ChatCase):
         form.canned_response_id = canned
         self.assertEqual(form.body, "Bonjour,\nVotre devis est prêt.")
         form.save().action_send()
-        message = self.Message.search([("res_id", "=", self.lead_a.id)])
+        message = self.mine(
+            [("res_model", "=", "crm.lead"), ("res_id", "=", self.lead_a.id)]
+        )
         self.assertEqual(message.body, "Bonjour,\nVotre devis est prêt.")
 
     def test_someone_elses_private_response_cannot_be_used(self):
@@ -616,7 +636,9 @@ class TestOneOutboundPath(TemplateCase):
             active_ids=self.lead_a.ids,
         ).run()
         self.assertEqual(calls, {"recipients": 1, "queue": 1})
-        message = self.env["whatsapp.message"].search([("res_id", "=", self.lead_a.id)])
+        message = self.env["whatsapp.message"].search(
+            [("res_model", "=", "crm.lead"), ("res_id", "=", self.lead_a.id)]
+        )
         self.assertEqual(message.state, "queued")
         self.assertEqual(message.phone, PHONE_A)
 
