@@ -227,6 +227,20 @@ SEND_CASES = {
         lambda c: c.send_reaction(CUSTOMER, "wamid.IN-TEXT", "👍"),
         lambda: payloads.reaction_payload(CUSTOMER, "wamid.IN-TEXT", "👍"),
     ),
+    "interactive spec": (
+        lambda c: c.send_interactive(
+            CUSTOMER,
+            {
+                "type": "button",
+                "body": "RDV ?",
+                "buttons": [{"id": "ok", "title": "Oui"}],
+            },
+            reply_to="wamid.IN-TEXT",
+        ),
+        lambda: payloads.interactive_buttons_payload(
+            CUSTOMER, "RDV ?", [("ok", "Oui")], reply_to="wamid.IN-TEXT"
+        ),
+    ),
 }
 
 

@@ -598,3 +598,96 @@ def test_webhook_route_refuses_nested_and_oversized_chunked_bodies(whatsapp, mak
         timeout=60,
     )
     assert response.status_code == 413
+
+
+def test_buttons_choice_reaction_and_read_receipt(whatsapp, make_fake, numbers):
+    """Buttons go out, the customer's tap comes back with its id, their reaction
+    lands on our message, and opening the conversation sends one read receipt."""
+    rpc = whatsapp.rpc
+    fake = make_fake()
+    number = numbers.next()
+    question = fake.inject_inbound_text(
+        whatsapp.phone_number_id, wa_id(number), "Un rendez-vous ?"
+    )
+    inbox_processed(whatsapp)
+    [partner_id] = rpc(
+        "res.partner", "search", [("phone_sanitized", "=", number)], limit=1
+    )
+    compose(
+        whatsapp,
+        "res.partner",
+        [partner_id],
+        mode="interactive",
+        body="Mardi 10h ?",
+        choice_ids=[
+            (0, 0, {"title": "Oui", "reply_id": "slot_yes"}),
+            (0, 0, {"title": "Non", "reply_id": "slot_no"}),
+        ],
+    )
+    [message] = messages_of(rpc, "res.partner", [partner_id], ["id"])
+    [row] = drive_queue(rpc, [message["id"]], 30, fields=("wamid",))
+    assert row["state"] == "sent", row
+    [sent] = fake.sent_messages
+    assert sent.payload["interactive"]["action"]["buttons"] == [
+        {"type": "reply", "reply": {"id": "slot_yes", "title": "Oui"}},
+        {"type": "reply", "reply": {"id": "slot_no", "title": "Non"}},
+    ]
+
+    context = {"from": "15550100001", "id": row["wamid"]}
+    tap = fake.inject_inbound(
+        whatsapp.phone_number_id,
+        {
+            "from": wa_id(number),
+            "type": "interactive",
+            "context": context,
+            "interactive": {
+                "type": "button_reply",
+                "button_reply": {"id": "slot_yes", "title": "Oui"},
+            },
+        },
+    )
+    fake.inject_inbound(
+        whatsapp.phone_number_id,
+        {
+            "from": wa_id(number),
+            "type": "reaction",
+            "reaction": {"message_id": row["wamid"], "emoji": "👍"},
+        },
+    )
+    inbox_processed(whatsapp)
+    [answer] = rpc.search_read(
+        "whatsapp.message",
+        [("wamid", "=", tap)],
+        ["interactive_reply_id", "interactive_reply_title", "reply_to_message_id"],
+    )
+    assert answer["interactive_reply_id"] == "slot_yes"
+    assert answer["interactive_reply_title"] == "Oui"
+    assert answer["reply_to_message_id"][0] == message["id"]
+    [ours] = rpc("whatsapp.message", "read", [message["id"]], ["reaction_emoji"])
+    assert ours["reaction_emoji"] == "👍"
+
+    # Opening the conversation: one receipt, for the newest message (the tap).
+    run_code(
+        rpc,
+        "whatsapp.message",
+        f"model.search([('partner_id', '=', {partner_id}),"
+        " ('direction', '=', 'inbound')])._mark_as_read()",
+    )
+    receipts = wait_for(
+        lambda: fake.read_receipts, 30, message="the read receipt to reach Meta"
+    )
+    assert [receipt["message_id"] for receipt in receipts] == [tap]
+
+    def receipt_states():
+        rows = rpc.search_read(
+            "whatsapp.message",
+            [("wamid", "in", [question, tap])],
+            ["wamid", "read_receipt_state"],
+        )
+        return {row["wamid"]: row["read_receipt_state"] for row in rows}
+
+    # Written once the queue run that sent it commits.
+    wait_for(lambda: receipt_states()[tap] == "sent", 30, message="the receipt's state")
+    # The older message is marked by the receipt of the newer one.
+    assert receipt_states()[question] == "skipped"
+    assert len(fake.read_receipts) == 1

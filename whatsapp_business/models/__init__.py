@@ -1,3 +1,4 @@
+from . import models
 from . import whatsapp_tenant_mixin
 from . import res_company
 from . import res_groups

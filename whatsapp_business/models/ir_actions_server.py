@@ -3,8 +3,6 @@ import logging
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from ..tools import compat
-
 _logger = logging.getLogger(__name__)
 
 
@@ -122,7 +120,7 @@ class IrActionsServer(models.Model):
         partner = model._fields.get("partner_id")
         if not (
             model._name == "res.partner"
-            or compat.partner_number_fields(model)
+            or model._phone_get_number_fields()
             or (partner and partner.comodel_name == "res.partner")
         ):
             raise ValidationError(
@@ -152,33 +150,24 @@ class IrActionsServer(models.Model):
                 len(records),
             )
             return False
-        composer = self.env["whatsapp.composer"]
+        recipients = records._whatsapp_get_recipients_info(
+            number_field=self.whatsapp_recipient_field or None
+        )
         items = []
-        for info in composer._recipient_infos(
-            records, field=self.whatsapp_recipient_field or None
-        ):
-            item = {
-                "record": info["record"],
-                "partner": info["partner"],
-                # A blacklisted number is failed as opted out by the queue.
-                "phone": info["phone"]
-                if not info["reason"] or info["blacklisted"]
-                else False,
-                "invalid_reason": info["reason"] if not info["blacklisted"] else False,
-            }
+        for info in recipients.values():
+            # A blacklisted number is failed as opted out by the queue.
+            item = dict(info)
             if template:
                 params = template._params_for_record(info["record"])
                 item.update(
                     template=template,
                     template_params=params,
-                    param_error=item["phone"]
-                    and not info["blacklisted"]
-                    and template._params_error(params),
+                    param_error=template._params_error(params),
                 )
             else:
                 item["body"] = self.whatsapp_body
             items.append(item)
-        composer._enqueue(account, items)
+        self.env["whatsapp.message"]._queue_outbound(account, items)
         _logger.info(
             "Server action %s: %d WhatsApp message(s) enqueued", self.id, len(items)
         )

@@ -173,6 +173,12 @@ class WhatsAppAccount(models.Model):
         string="Opt Back In on New Message",
         help="A number that opted out is taken off the blacklist when it writes again.",
     )
+    send_read_receipts = fields.Boolean(
+        string="Send Read Receipts",
+        default=True,
+        help="Show customers that their messages were read (blue ticks) when a user "
+        "opens the conversation.",
+    )
     rate_limit = fields.Integer(
         string="Messages per Second",
         default=const.DEFAULT_RATE_LIMIT,

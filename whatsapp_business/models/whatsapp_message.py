@@ -2,6 +2,7 @@ import base64
 import json
 import logging
 import math
+import textwrap
 import threading
 import time
 from datetime import timedelta
@@ -14,7 +15,7 @@ from odoo import SUPERUSER_ID, api, fields, models, modules
 from odoo.exceptions import UserError
 
 from ..tools import compat
-from ..wa_cloud import const
+from ..wa_cloud import const, payloads, receipts
 from ..wa_cloud.client import CloudApiClient
 from ..wa_cloud.errors import WhatsAppError
 from ..wa_cloud.retry import NO_RETRY
@@ -241,6 +242,14 @@ class WhatsAppMessage(models.Model):
             WHERE state = 'queued'
             """
         )
+        # The send queue looks for the accounts with read receipts to send.
+        self.env.cr.execute(
+            """
+            CREATE INDEX IF NOT EXISTS whatsapp_message_receipt_pending_idx
+            ON whatsapp_message (account_id)
+            WHERE read_receipt_state = 'pending'
+            """
+        )
 
     @api.depends("res_model", "res_id")
     def _compute_lead_id(self):
@@ -336,6 +345,7 @@ class WhatsAppMessage(models.Model):
             content = escape(self.body or "")
         if self.media_filename:
             content += Markup("<br/><i>%s</i>") % self.media_filename
+        content = self._chat_decorate(content)  # quote, buttons, reaction
         label = states.get(self.state, "")
         if self.state == "failed" and self.failure_title:
             label = f"{label}: {self.failure_title}"
@@ -511,14 +521,23 @@ class WhatsAppMessage(models.Model):
             vals_list.append(vals)
         messages = self.sudo().create(vals_list)
         for message, item in zip(messages, items, strict=True):
+            if message.message_type == "reaction":
+                continue  # shown on the message it is about, not as a post
             record = item.get("record")
             partner = item.get("partner")
             if record:
                 message.mail_message_id = message._post_in_chatter(record)
             if partner and partner != record:
                 message.partner_mail_message_id = message._post_in_chatter(partner)
-        if messages.filtered(lambda m: m.state == "queued"):
+        queued = messages.filtered(lambda m: m.state == "queued")
+        if queued:
             self._trigger_queue()
+        _logger.info(
+            "WhatsApp account %s: %d message(s) queued, %d failed before sending",
+            account.id,
+            len(queued),
+            len(messages) - len(queued),
+        )
         return messages
 
     @api.model
@@ -556,6 +575,8 @@ class WhatsAppMessage(models.Model):
             )
         else:
             vals.update(message_type="text", body=item.get("body") or "")
+        # Quoted replies, interactive messages, reactions.
+        vals.update(self._chat_outbound_values(account, item))
         return vals
 
     @api.model
@@ -584,6 +605,9 @@ class WhatsAppMessage(models.Model):
                     "Template %s is not approved by Meta", template.name
                 ),
             }
+        if template and item.get("param_error"):
+            # Values Meta would refuse (132000/131009): logged, not sent.
+            return {"failure_type": "template", "failure_title": item["param_error"]}
         if not template and not windows.get(key):
             return {
                 "failure_type": "window_closed",
@@ -672,9 +696,10 @@ class WhatsAppMessage(models.Model):
         self.env.flush_all()
         self.env.cr.execute(
             f"""
-            SELECT DISTINCT m.account_id FROM whatsapp_message m
-            {_DUE_ACCOUNTS_SQL}
-            ORDER BY m.account_id
+            SELECT m.account_id FROM whatsapp_message m {_DUE_ACCOUNTS_SQL}
+            UNION
+            SELECT m.account_id FROM whatsapp_message m {_DUE_RECEIPTS_SQL}
+            ORDER BY 1
             """,
             {"lock_space": SEND_LOCK_SPACE},
         )
@@ -732,6 +757,7 @@ class WhatsAppMessage(models.Model):
             sender = queue._new_sender(account)
             if sender is None:
                 return 0
+            queue._send_read_receipts(account, sender)
             return queue._send_rounds(account, sender, deadline)
         finally:
             if sender is not None:
@@ -1011,6 +1037,7 @@ class WhatsAppMessage(models.Model):
             )
         else:
             job["body"] = self.body or ""
+        job.update(self._chat_send_job())  # quote, interactive, reaction
         return job
 
     @api.model
@@ -1156,6 +1183,305 @@ class WhatsAppMessage(models.Model):
             page_size=1000,
         )
 
+    # ------------------------------------------------------------------ chat actions
+    #
+    # Quoted replies, interactive messages (reply buttons and lists) and the
+    # customer's choice, reactions both ways, read receipts. Outbound ones are
+    # queued through _queue_outbound and sent by the send queue like any
+    # message; Meta's rules are in wa_cloud.
+
+    reply_to_message_id = fields.Many2one(
+        "whatsapp.message",
+        string="Replies To",
+        readonly=True,
+        index="btree_not_null",
+        ondelete="set null",
+        help="The message quoted by this one, or the message a reaction is about.",
+    )
+    interactive_spec = fields.Json(
+        string="Interactive Content",
+        readonly=True,
+        help="The reply buttons or the list of an interactive message we sent.",
+    )
+    interactive_reply_id = fields.Char(
+        string="Reply ID",
+        readonly=True,
+        index="btree_not_null",
+        help="The id of the button or list row the customer tapped (the payload "
+        "of a template's quick-reply button): use it in automation rules.",
+    )
+    interactive_reply_title = fields.Char(
+        string="Reply",
+        readonly=True,
+        help="The label of the option the customer chose.",
+    )
+    reaction_emoji = fields.Char(
+        string="Reaction",
+        readonly=True,
+        help="The emoji this message received: the customer's on our messages, "
+        "ours on theirs.",
+    )
+    reaction_date = fields.Datetime(readonly=True)
+    read_receipt_state = fields.Selection(
+        [
+            ("pending", "To Send"),
+            ("sent", "Sent"),
+            ("skipped", "Not Needed"),
+            ("failed", "Failed"),
+        ],
+        string="Read Receipt",
+        readonly=True,
+        copy=False,
+        help="Whether the customer was shown that we read this message (blue "
+        "ticks). One receipt per conversation marks the earlier messages too.",
+    )
+
+    # ------------------------------------------------------------------ chat: send
+
+    @api.model
+    def _chat_outbound_values(self, account, item):
+        """Values of a queued message for the item's ``reply_to`` (a message to
+        quote, or to react to), ``interactive`` (a spec, see
+        wa_cloud.payloads.interactive_spec) or ``reaction`` (an emoji, "" to
+        remove ours)."""
+        vals = {}
+        reply_to = item.get("reply_to")
+        if reply_to:
+            if reply_to.account_id != account:
+                raise UserError(
+                    self.env._(
+                        "A message can only quote or react to a message of the same "
+                        "WhatsApp account."
+                    )
+                )
+            vals.update(
+                reply_to_message_id=reply_to.id, reply_to_wamid=reply_to.wamid or False
+            )
+        if item.get("interactive"):
+            try:
+                spec = payloads.interactive_spec(item["interactive"])
+            except ValueError as error:
+                raise UserError(
+                    self.env._("The interactive message is not valid: %s", error)
+                ) from None
+            vals.update(
+                message_type="interactive", interactive_spec=spec, body=spec["body"]
+            )
+        elif "reaction" in item:
+            if not reply_to:
+                raise UserError(self.env._("A reaction needs the message it is about."))
+            try:
+                emoji = payloads.check_reaction_emoji(item["reaction"])
+            except ValueError as error:
+                raise UserError(self.env._("Not a reaction: %s", error)) from None
+            vals.update(message_type="reaction", body=emoji or False)
+        return vals
+
+    def _chat_send_job(self):
+        """The send job's keys for a quote, an interactive message or a reaction."""
+        self.ensure_one()
+        job = {}
+        # A quoted message of ours gets its wamid when sent: read it at send time.
+        target = self.reply_to_wamid or self.reply_to_message_id.wamid
+        if self.message_type == "reaction":
+            if not target:
+                raise ValueError("the message reacted to has no WhatsApp id")
+            job.update(message_id=target, emoji=self.body or "")
+        elif target:
+            job["reply_to"] = target
+        if self.message_type == "interactive":
+            job["interactive"] = self.interactive_spec
+        return job
+
+    def _send_reaction(self, emoji):
+        """React to this customer's message with ``emoji`` ("" removes ours).
+
+        Queued like any message (the 24-hour window applies) and shown on this
+        message, not as a post of its own. Returns the reaction message.
+        """
+        self.ensure_one()
+        self.check_access("read")
+        # Meta's reactions are for messages the customer sent (cloud-api.md 2.2).
+        if self.direction != "inbound" or not self.wamid:
+            raise UserError(
+                self.env._(
+                    "Only a message received from the customer can get a reaction."
+                )
+            )
+        document = self._chat_document()
+        reaction = self.env["whatsapp.message"]._queue_outbound(
+            self.account_id,
+            [
+                {
+                    "record": document,
+                    "partner": self.partner_id,
+                    "phone": self.phone,
+                    "wa_user_id": self.wa_user_id,
+                    "reaction": emoji,
+                    "reply_to": self,
+                }
+            ],
+        )
+        if reaction.state == "queued":
+            self.sudo().write(
+                {
+                    "reaction_emoji": reaction.body or False,
+                    "reaction_date": fields.Datetime.now(),
+                }
+            )
+            self._refresh_chatter()
+        return reaction
+
+    def action_reply(self):
+        """Open the composer on this customer message's document, quoting it."""
+        self.ensure_one()
+        self.check_access("read")
+        document = self._chat_document() or self.partner_id
+        if self.direction != "inbound" or not document:
+            raise UserError(
+                self.env._("Only a message received from a contact can be replied to.")
+            )
+        return {
+            "type": "ir.actions.act_window",
+            "name": self.env._("Reply on WhatsApp"),
+            "res_model": "whatsapp.composer",
+            "view_mode": "form",
+            "target": "new",
+            "context": {
+                "active_model": document._name,
+                "active_id": document.id,
+                "active_ids": document.ids,
+                "default_account_id": self.account_id.id,
+                "default_reply_to_message_id": self.id,
+            },
+        }
+
+    def _chat_document(self):
+        self.ensure_one()
+        if self.res_model in self.env and self.res_id:
+            return self.env[self.res_model].sudo().browse(self.res_id).exists()
+        return None
+
+    # ------------------------------------------------------------------ chat: chatter
+
+    def _chat_decorate(self, content):
+        """The chatter markup of ``content`` with the quote, the buttons or list
+        rows we sent, the customer's choice and the reaction received."""
+        quoted = self.reply_to_message_id
+        if quoted and self.message_type != "reaction" and quoted.body:
+            preview = textwrap.shorten(quoted.body, QUOTE_PREVIEW, placeholder="…")
+            content = (
+                Markup(
+                    '<span class="o_whatsapp_quote d-block border-start ps-2 '
+                    'text-muted">%s</span>'
+                )
+                % preview
+                + content
+            )
+        if self.interactive_reply_id:
+            content = Markup('<i class="fa fa-hand-pointer-o"/> ') + content
+        if self.message_type == "interactive" and self.interactive_spec:
+            spec = self.interactive_spec
+            titles = [title for _id, title in payloads.interactive_choices(spec)]
+            options = Markup(" ").join(
+                Markup(
+                    '<span class="badge rounded-pill text-bg-light border">%s</span>'
+                )
+                % title
+                for title in titles
+            )
+            if spec.get("type") == "list":
+                options = (
+                    Markup('<i class="fa fa-list"/> %s: ') % spec.get("button")
+                    + options
+                )
+            content += (
+                Markup('<br/><span class="o_whatsapp_choices">%s</span>') % options
+            )
+        if self.reaction_emoji:
+            content += Markup(' <span class="o_whatsapp_reaction">%s</span>') % (
+                self.reaction_emoji
+            )
+        return content
+
+    # ------------------------------------------------------------------ chat: receipts
+
+    def _mark_as_read(self):
+        """Show the customer that these inbound messages were read (blue ticks).
+
+        Called when a user opens the conversation. Idempotent: each message is
+        marked once (``read_receipt_state``). The receipts are queued and sent
+        by the send queue, one per conversation for its newest message, which
+        marks the earlier ones too (wa_cloud.receipts). Accounts whose "Send
+        Read Receipts" is off send none. Returns the messages whose receipt
+        was queued.
+        """
+        self.check_access("read")
+        todo = self.sudo().filtered(
+            lambda m: (
+                m.direction == "inbound"
+                and m.wamid
+                and m.read_receipt_state in (False, "failed")
+                and m.account_id.send_read_receipts
+            )
+        )
+        if not todo:
+            return self.browse()
+        send, skip = receipts.plan_read_receipts(
+            [
+                (
+                    message.id,
+                    (message.account_id.id, message.phone or message.wa_user_id),
+                    message.received_date,
+                    message.message_type,
+                )
+                for message in todo
+            ],
+            fields.Datetime.now(),
+        )
+        todo.browse(skip).write({"read_receipt_state": "skipped"})
+        todo.browse(send).write({"read_receipt_state": "pending"})
+        if send:
+            self._trigger_queue()
+        return self.browse(send)
+
+    @api.model
+    def _send_read_receipts(self, account, sender):
+        """Send the account's pending read receipts with ``sender`` (the send
+        queue's engine: same pacing and account hold as messages).
+
+        Receipts are best effort and idempotent at Meta: one refused or lost
+        is marked failed (the next opening of the conversation tries again),
+        one not attempted stays pending. Returns the number handled.
+        """
+        pending = self.search(
+            [("account_id", "=", account.id), ("read_receipt_state", "=", "pending")],
+            order="id",
+            limit=RECEIPT_BATCH,
+        )
+        if not pending:
+            return 0
+        jobs = [SendJob(m.id, {"type": "read", "message_id": m.wamid}) for m in pending]
+        by_state = {}
+        try:
+            for batch in sender.run(jobs):
+                for outcome in batch:
+                    state = _receipt_state(outcome)
+                    if state:
+                        by_state.setdefault(state, []).append(outcome.key)
+        except Exception:
+            # Never in the way of the account's messages, sent next.
+            _logger.exception("WhatsApp account %s: read receipts stopped", account.id)
+        for state, ids in by_state.items():
+            self.browse(ids).write({"read_receipt_state": state})
+        _logger.info(
+            "WhatsApp account %s: %d read receipt(s) sent, %d failed",
+            account.id,
+            len(by_state.get("sent", [])),
+            len(by_state.get("failed", [])),
+        )
+        return len(jobs)
+
     # ------------------------------------------------------------------ media
 
     @api.model
@@ -1252,6 +1578,20 @@ class WhatsAppMessage(models.Model):
         }
 
 
+def _receipt_state(outcome):
+    """The receipt's new state for a send outcome; None: it stays pending."""
+    if outcome.kind == SENT:
+        return "sent" if outcome.result else "failed"
+    if outcome.kind == HOLD or (
+        outcome.kind == REQUEUE and outcome.reason == NOT_ATTEMPTED
+    ):
+        return None
+    return "failed"
+
+
+# Read receipts sent per account and queue run; the rest go with the next run.
+RECEIPT_BATCH = 500
+QUOTE_PREVIEW = 80  # characters of a quoted message shown above a reply
 MEDIA_MAX_ATTEMPTS = 5
 MEDIA_EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -1296,15 +1636,12 @@ ROUND_SECONDS = 20
 _LATENCY_HINTS = {}
 # Unexpected errors in a row before an account's sending is paused.
 ACCOUNT_ERRORS_BEFORE_PAUSE = 3
-# Due messages of the accounts a runner may serve now (sending allowed, and no
-# runner holding the account's advisory lock).
-_DUE_ACCOUNTS_SQL = """
+# Accounts a runner may serve now: sending allowed, and no runner holding the
+# account's advisory lock.
+_SERVABLE_ACCOUNTS_SQL = """
     JOIN whatsapp_account a ON a.id = m.account_id
     JOIN res_company c ON c.id = a.company_id
-    WHERE m.state = 'queued' AND m.claim_date IS NULL
-      AND (m.next_attempt_date IS NULL
-           OR m.next_attempt_date <= (now() at time zone 'UTC'))
-      AND a.active AND NOT COALESCE(a.sending_paused, FALSE)
+    WHERE a.active AND NOT COALESCE(a.sending_paused, FALSE)
       AND c.whatsapp_enabled
       AND NOT EXISTS (
           SELECT 1 FROM pg_locks l
@@ -1316,6 +1653,17 @@ _DUE_ACCOUNTS_SQL = """
              AND l.objsubid = 2
              AND l.granted)
 """
+# Due messages of those accounts.
+_DUE_ACCOUNTS_SQL = (
+    _SERVABLE_ACCOUNTS_SQL
+    + """
+      AND m.state = 'queued' AND m.claim_date IS NULL
+      AND (m.next_attempt_date IS NULL
+           OR m.next_attempt_date <= (now() at time zone 'UTC'))
+"""
+)
+# Read receipts waiting to be sent, which go out with the account's messages.
+_DUE_RECEIPTS_SQL = _SERVABLE_ACCOUNTS_SQL + "  AND m.read_receipt_state = 'pending'\n"
 
 
 def _testing():

@@ -275,6 +275,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             "author_id": False,
             "queued_date": False,
         }
+        vals.update(self._chat_inbound_values(account, item))  # quote, choice
         if media and media.id and message_type in wa_events.MEDIA_TYPES:
             vals.update(
                 media_id=media.id,
@@ -294,6 +295,10 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                     message = Message.create(vals)
             except IntegrityError:
                 return True  # a concurrent delivery stored it first
+        if message.message_type == "reaction":
+            # Shown on the message it is about: no post, no opt-in or opt-out.
+            self._apply_reaction(message)
+            return True
         if record:
             message.mail_message_id = message._post_in_chatter(record, partner)
         if partner and record and record != partner:
@@ -307,6 +312,45 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         self._apply_opt_out(account, message, item)
         if message.media_state == "pending":
             self.env.ref("whatsapp_business.ir_cron_whatsapp_media_download")._trigger()
+        return True
+
+    @api.model
+    def _chat_inbound_values(self, account, item):
+        """The quoted message (or the one reacted to) and the customer's choice."""
+        vals = {}
+        replied_wamid = _replied_wamid(item)
+        if replied_wamid:
+            replied = (
+                self.env["whatsapp.message"]
+                .sudo()
+                .search(
+                    [("account_id", "=", account.id), ("wamid", "=", replied_wamid)],
+                    limit=1,
+                )
+            )
+            vals.update(
+                reply_to_wamid=replied_wamid, reply_to_message_id=replied.id or False
+            )
+        choice = item.choice
+        if choice:
+            vals.update(
+                interactive_reply_id=choice[0] or False,
+                interactive_reply_title=choice[1] or False,
+            )
+        return vals
+
+    @api.model
+    def _apply_reaction(self, reaction):
+        """Put a received reaction on the message it is about (an empty emoji
+        removes it); a reaction older than the one shown changes nothing."""
+        target = reaction.reply_to_message_id
+        if not target:
+            return False
+        when = reaction.received_date
+        if target.reaction_date and when and when < target.reaction_date:
+            return False
+        target.write({"reaction_emoji": reaction.body or False, "reaction_date": when})
+        target._refresh_chatter()
         return True
 
     @api.model
@@ -391,9 +435,10 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         """The open lead a message belongs to; the partner when there is none."""
         Message = self.env["whatsapp.message"].sudo()
         Lead = self.env["crm.lead"].sudo()
-        if item.context_wamid:
+        replied_wamid = _replied_wamid(item)
+        if replied_wamid:
             replied = Message.search(
-                [("account_id", "=", account.id), ("wamid", "=", item.context_wamid)],
+                [("account_id", "=", account.id), ("wamid", "=", replied_wamid)],
                 limit=1,
             )
             if replied.res_model and replied.res_id:
@@ -414,7 +459,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             order="write_date desc, id desc",
             limit=1,
         )
-        if not lead and account.create_lead:
+        if not lead and account.create_lead and item.message_type != "reaction":
             lead = self._create_lead(account, partner)
         return lead or partner
 
@@ -772,6 +817,11 @@ def _naive(value):
     if not value:
         return False
     return value.replace(tzinfo=None) if value.tzinfo else value
+
+
+def _replied_wamid(item):
+    """The message an inbound one quotes, or the one a reaction is about."""
+    return item.context_wamid or (item.reaction or {}).get("message_id")
 
 
 def _callback_message_id(data):

@@ -10,6 +10,7 @@ from odoo.tests import TransactionCase, new_test_user
 from odoo.tools import config
 
 from ..tools.compat import ODOO_MAJOR
+from ..wa_cloud import payloads
 from ..wa_cloud.client import CloudApiClient, PhoneNumberInfo, SendResult
 from ..wa_cloud.crypto import CONFIG_OPTION, ENV_VAR
 from ..wa_cloud.webhook import compute_signature
@@ -120,6 +121,7 @@ class FakeGateway:
 
     def __init__(self, errors=None):
         self.sent = []
+        self.reads = []  # wamids marked as read
         self.calls = []  # (phone number id, recipient) of every send attempted
         self.errors = dict(errors or {})  # number -> exception or list of them
         self.counter = 0
@@ -141,8 +143,11 @@ class FakeGateway:
 
 
 @contextmanager
-def mock_gateway(errors=None, phone_info=None, phone_info_error=None):
-    """Patch the client at its boundary: payloads are built by the real code."""
+def mock_gateway(errors=None, phone_info=None, phone_info_error=None, read_error=None):
+    """Patch the client at its boundary: payloads are built by the real code.
+
+    ``read_error`` is raised by every read receipt (mark_as_read).
+    """
     gateway = FakeGateway(errors)
     real_send_message = CloudApiClient.send_message
 
@@ -162,9 +167,17 @@ def mock_gateway(errors=None, phone_info=None, phone_info_error=None):
             messaging_limit_tier="TIER_2K",
         )
 
+    def fake_mark_as_read(client, message_id, **_kwargs):
+        payloads.read_payload(message_id)  # the real validation
+        if read_error:
+            raise read_error
+        gateway.reads.append(message_id)
+        return True
+
     with (
         patch.object(CloudApiClient, "send_message", fake_send_message),
         patch.object(CloudApiClient, "get_phone_number_info", fake_phone_info),
+        patch.object(CloudApiClient, "mark_as_read", fake_mark_as_read),
     ):
         gateway.real_send_message = real_send_message
         yield gateway

@@ -68,6 +68,7 @@ def harmless_values(model):
         "whatsapp.preference": {"value": "resume"},
         "whatsapp.composer": {"body": "Hijacked"},
         "whatsapp.composer.line": {"value": "Hijacked"},
+        "whatsapp.composer.choice": {"reply_id": "hijacked"},
         "whatsapp.test.message": {"phone": "+15550109999"},
         "whatsapp.pricing.rate": {"price": 9.99},
     }[model]
@@ -186,6 +187,13 @@ class IsolationCase(WhatsAppCase):
             .create({"composer_id": composer.id, "component": "body", "key": "1"})
             .sudo()
         )
+        choice = (
+            env["whatsapp.composer.choice"]
+            .with_user(creator)
+            .with_company(account.company_id)
+            .create({"composer_id": composer.id, "title": "Oui"})
+            .sudo()
+        )
         # Only managers open it; created as `creator` so that it is theirs.
         test_message = (
             env["whatsapp.test.message"]
@@ -215,6 +223,7 @@ class IsolationCase(WhatsAppCase):
             "whatsapp.preference": preference,
             "whatsapp.composer": composer,
             "whatsapp.composer.line": line,
+            "whatsapp.composer.choice": choice,
             "whatsapp.test.message": test_message,
             "whatsapp.pricing.rate": rate,
         }

@@ -670,8 +670,29 @@ class CloudApiClient:
             )
         )
 
-    def send_reaction(self, to, message_id, emoji):
-        return self.send_message(payloads.reaction_payload(to, message_id, emoji))
+    def send_interactive(
+        self, to, spec, *, reply_to=None, biz_opaque_callback_data=None
+    ):
+        """Reply buttons or a list, from a spec (see payloads.interactive_spec)."""
+        return self.send_message(
+            payloads.interactive_payload(
+                to,
+                spec,
+                reply_to=reply_to,
+                biz_opaque_callback_data=biz_opaque_callback_data,
+            )
+        )
+
+    def send_reaction(self, to, message_id, emoji, *, biz_opaque_callback_data=None):
+        """React to a message; an empty emoji removes our reaction."""
+        return self.send_message(
+            payloads.reaction_payload(
+                to,
+                message_id,
+                emoji,
+                biz_opaque_callback_data=biz_opaque_callback_data,
+            )
+        )
 
     def mark_as_read(self, message_id, *, typing_indicator=False):
         """Mark an inbound message (and the earlier ones) as read."""

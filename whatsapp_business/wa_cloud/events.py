@@ -35,6 +35,8 @@ MEDIA_TYPES = frozenset({"image", "document", "audio", "video", "sticker"})
 OPT_OUT_KEYWORDS = frozenset({"stop", "unsubscribe", "baja", "parar", "cancelar"})
 # Template quick-reply labels are user-visible text too (e.g. a "STOP" button).
 _OPT_OUT_TYPES = frozenset({"text", "button"})
+# Interactive answers that pick one option of ours (a Flow answer is a form).
+_CHOICE_REPLIES = frozenset({"button_reply", "list_reply"})
 # account_update events that restrict or ban the WhatsApp Business Account.
 _BLOCKING_ACCOUNT_EVENTS = frozenset(
     {"ACCOUNT_RESTRICTION", "ACCOUNT_VIOLATION", "DISABLED_UPDATE"}
@@ -129,6 +131,20 @@ class InboundMessage(Event):
     def is_opt_out(self) -> bool:
         """True when the customer sent a STOP-like keyword as text."""
         return self.message_type in _OPT_OUT_TYPES and is_opt_out_text(self.text)
+
+    @property
+    def choice(self) -> tuple[str | None, str | None] | None:
+        """``(id, title)`` of the option the customer tapped, else None.
+
+        A reply button or list row answers with the id and title we sent; a
+        template's quick-reply button with its payload and its label.
+        """
+        if self.message_type == "interactive" and self.interactive:
+            if self.interactive.get("type") in _CHOICE_REPLIES:
+                return self.interactive.get("id"), self.interactive.get("title")
+        elif self.message_type == "button" and self.button:
+            return self.button.get("payload"), self.button.get("text")
+        return None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

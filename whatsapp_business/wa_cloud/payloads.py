@@ -14,13 +14,20 @@ __all__ = [
     "MEDIA_TYPES",
     "body_component",
     "button_component",
+    "check_reaction_emoji",
     "contacts_payload",
     "copy_code_button",
     "currency_param",
     "date_time_param",
     "header_component",
+    "interactive_buttons",
     "interactive_buttons_payload",
+    "interactive_choices",
+    "interactive_from_spec",
+    "interactive_list",
     "interactive_list_payload",
+    "interactive_payload",
+    "interactive_spec",
     "location_param",
     "location_payload",
     "media_param",
@@ -52,6 +59,8 @@ MAX_LIST_ROWS = 10
 MAX_ROW_ID = 200
 MAX_ROW_TITLE = 24
 MAX_ROW_DESCRIPTION = 72
+# The longest emoji sequences (families, subdivision flags) have 7 to 10 code points.
+MAX_REACTION_CODEPOINTS = 16
 # E.164 numbers have at most 15 digits; shorter than 7 is never a mobile number.
 MIN_PHONE_DIGITS = 7
 MAX_PHONE_DIGITS = 15
@@ -355,10 +364,20 @@ def contacts_payload(to, contacts, *, reply_to=None, biz_opaque_callback_data=No
 
 
 # -- interactive -----------------------------------------------------------------
+#
+# An interactive message is stored as a *spec*, a small JSON-friendly dict that the
+# builders below validate and turn into Meta's ``interactive`` object:
+#
+#   {"type": "button", "body": str, "header": str?, "footer": str?,
+#    "buttons": [{"id": str, "title": str}, ...]}
+#   {"type": "list", "body": str, "header": str?, "footer": str?, "button": str,
+#    "sections": [{"title": str?, "rows": [{"id", "title", "description"?}]}]}
+
+INTERACTIVE_KINDS = ("button", "list")
 
 
 def _interactive_header(header):
-    if header is None:
+    if header is None or header == "":
         return None
     if isinstance(header, str):
         _check_text(header, "header", MAX_HEADER_TEXT)
@@ -382,15 +401,169 @@ def _interactive(kind, body, action, header, footer):
     return interactive
 
 
-def _reply_button(button):
+def _reply_button(button, position):
     if isinstance(button, dict):
         reply = button.get("reply", button)
         button_id, title = reply.get("id"), reply.get("title")
     else:
         button_id, title = button
-    _check_text(button_id, "button id", MAX_BUTTON_ID)
-    _check_text(title, "button title", MAX_BUTTON_TITLE)
+    _check_text(button_id, f"button {position} id", MAX_BUTTON_ID)
+    _check_text(title, f"button {position} title", MAX_BUTTON_TITLE)
     return {"type": "reply", "reply": {"id": button_id, "title": title}}
+
+
+def _check_unique(values, label):
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(
+                f"{label} {value!r} is used twice ({label}s must be unique)"
+            )
+        seen.add(value)
+
+
+def interactive_buttons(body, buttons, *, header=None, footer=None):
+    """Meta's ``interactive`` object for reply buttons (``(id, title)`` or dicts)."""
+    buttons = list(buttons or [])
+    if not MIN_BUTTONS <= len(buttons) <= MAX_BUTTONS:
+        raise ValueError(
+            f"{len(buttons)} buttons given: a message has {MIN_BUTTONS} to "
+            f"{MAX_BUTTONS} reply buttons"
+        )
+    items = [
+        _reply_button(button, position)
+        for position, button in enumerate(buttons, start=1)
+    ]
+    _check_unique([item["reply"]["title"] for item in items], "button title")
+    _check_unique([item["reply"]["id"] for item in items], "button id")
+    return _interactive("button", body, {"buttons": items}, header, footer)
+
+
+def _list_row(row, position):
+    if isinstance(row, dict):
+        row_id, title, description = (
+            row.get("id"),
+            row.get("title"),
+            row.get("description"),
+        )
+    else:
+        row_id, title, *rest = row
+        description = rest[0] if rest else None
+    _check_text(row_id, f"row {position} id", MAX_ROW_ID)
+    _check_text(title, f"row {position} title", MAX_ROW_TITLE)
+    item = {"id": row_id, "title": title}
+    if description:
+        _check_text(description, f"row {position} description", MAX_ROW_DESCRIPTION)
+        item["description"] = description
+    return item
+
+
+def interactive_list(body, button, sections, *, header=None, footer=None):
+    """Meta's ``interactive`` object for a list: sections of ``{"title", "rows"}``."""
+    _check_text(button, "list button", MAX_LIST_BUTTON)
+    sections = list(sections or [])
+    if not 1 <= len(sections) <= MAX_SECTIONS:
+        raise ValueError(
+            f"{len(sections)} sections given: a list has 1 to {MAX_SECTIONS} sections"
+        )
+    built = []
+    position = 0
+    for number, section in enumerate(sections, start=1):
+        if not isinstance(section, dict):
+            raise ValueError(f"section {number} must be a dict with rows")
+        rows = []
+        for row in section.get("rows") or []:
+            position += 1
+            rows.append(_list_row(row, position))
+        if not rows:
+            raise ValueError(f"section {number} has no row (each needs at least one)")
+        item = {}
+        if section.get("title"):
+            _check_text(section["title"], f"section {number} title", MAX_ROW_TITLE)
+            item["title"] = section["title"]
+        elif len(sections) > 1:
+            raise ValueError(
+                f"section {number} has no title (every section needs a title when "
+                "there are several)"
+            )
+        item["rows"] = rows
+        built.append(item)
+    if position > MAX_LIST_ROWS:
+        raise ValueError(
+            f"{position} rows given: at most {MAX_LIST_ROWS} rows in total in a list"
+        )
+    _check_unique([row["id"] for item in built for row in item["rows"]], "row id")
+    action = {"button": button, "sections": built}
+    return _interactive("list", body, action, header, footer)
+
+
+def interactive_from_spec(spec):
+    """Meta's ``interactive`` object for a stored spec (see above)."""
+    if not isinstance(spec, dict):
+        raise ValueError("an interactive message needs a spec dict")
+    kind = spec.get("type")
+    options = {"header": spec.get("header"), "footer": spec.get("footer")}
+    if kind == "button":
+        return interactive_buttons(spec.get("body"), spec.get("buttons"), **options)
+    if kind == "list":
+        return interactive_list(
+            spec.get("body"), spec.get("button"), spec.get("sections"), **options
+        )
+    raise ValueError(
+        f"interactive type {kind!r} is not supported (use one of {INTERACTIVE_KINDS})"
+    )
+
+
+def interactive_spec(spec):
+    """The spec, validated and reduced to what is sent (a new dict).
+
+    Raises ValueError saying what is wrong; what it returns always builds.
+    """
+    interactive = interactive_from_spec(spec)
+    clean = {"type": interactive["type"], "body": interactive["body"]["text"]}
+    header = interactive.get("header")
+    if header and header.get("type") == "text":
+        clean["header"] = header["text"]
+    elif header:
+        clean["header"] = header
+    if interactive.get("footer"):
+        clean["footer"] = interactive["footer"]["text"]
+    action = interactive["action"]
+    if clean["type"] == "button":
+        clean["buttons"] = [dict(item["reply"]) for item in action["buttons"]]
+    else:
+        clean["button"] = action["button"]
+        clean["sections"] = [
+            {**section, "rows": [dict(row) for row in section["rows"]]}
+            for section in action["sections"]
+        ]
+    return clean
+
+
+def interactive_choices(spec):
+    """``(id, title)`` of each button or list row of a spec, in order."""
+    spec = spec if isinstance(spec, dict) else {}
+    if spec.get("type") == "button":
+        rows = spec.get("buttons") or []
+    else:
+        rows = [
+            row
+            for section in spec.get("sections") or []
+            if isinstance(section, dict)
+            for row in section.get("rows") or []
+        ]
+    return [(row.get("id"), row.get("title")) for row in rows if isinstance(row, dict)]
+
+
+def interactive_payload(to, spec, *, reply_to=None, biz_opaque_callback_data=None):
+    """Interactive message (reply buttons or a list) from a spec."""
+    return _envelope(
+        to,
+        "interactive",
+        interactive_from_spec(spec),
+        reply_to=reply_to,
+        biz_opaque_callback_data=biz_opaque_callback_data,
+    )
 
 
 def interactive_buttons_payload(
@@ -404,42 +577,13 @@ def interactive_buttons_payload(
     biz_opaque_callback_data=None,
 ):
     """Reply buttons: ``buttons`` is a list of ``(id, title)`` or dicts."""
-    items = [_reply_button(button) for button in buttons or []]
-    if not MIN_BUTTONS <= len(items) <= MAX_BUTTONS:
-        raise ValueError(f"{MIN_BUTTONS} to {MAX_BUTTONS} buttons are required")
-    titles = [item["reply"]["title"] for item in items]
-    if len(set(titles)) != len(titles):
-        raise ValueError("button titles must be unique")
-    ids = [item["reply"]["id"] for item in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError("button ids must be unique")
-    interactive = _interactive("button", body, {"buttons": items}, header, footer)
     return _envelope(
         to,
         "interactive",
-        interactive,
+        interactive_buttons(body, buttons, header=header, footer=footer),
         reply_to=reply_to,
         biz_opaque_callback_data=biz_opaque_callback_data,
     )
-
-
-def _list_row(row):
-    if isinstance(row, dict):
-        row_id, title, description = (
-            row.get("id"),
-            row.get("title"),
-            row.get("description"),
-        )
-    else:
-        row_id, title, *rest = row
-        description = rest[0] if rest else None
-    _check_text(row_id, "row id", MAX_ROW_ID)
-    _check_text(title, "row title", MAX_ROW_TITLE)
-    item = {"id": row_id, "title": title}
-    if description:
-        _check_text(description, "row description", MAX_ROW_DESCRIPTION)
-        item["description"] = description
-    return item
 
 
 def interactive_list_payload(
@@ -454,34 +598,10 @@ def interactive_list_payload(
     biz_opaque_callback_data=None,
 ):
     """List message: ``sections`` is a list of ``{"title", "rows": [...]}``."""
-    _check_text(button, "list button", MAX_LIST_BUTTON)
-    sections = list(sections or [])
-    if not 1 <= len(sections) <= MAX_SECTIONS:
-        raise ValueError(f"1 to {MAX_SECTIONS} sections are required")
-    built = []
-    for section in sections:
-        rows = [_list_row(row) for row in section.get("rows") or []]
-        if not rows:
-            raise ValueError("each section needs at least one row")
-        item = {}
-        if section.get("title"):
-            _check_text(section["title"], "section title", MAX_ROW_TITLE)
-            item["title"] = section["title"]
-        elif len(sections) > 1:
-            raise ValueError("every section needs a title when there are several")
-        item["rows"] = rows
-        built.append(item)
-    row_ids = [row["id"] for item in built for row in item["rows"]]
-    if len(row_ids) > MAX_LIST_ROWS:
-        raise ValueError(f"at most {MAX_LIST_ROWS} rows in total")
-    if len(set(row_ids)) != len(row_ids):
-        raise ValueError("row ids must be unique")
-    action = {"button": button, "sections": built}
-    interactive = _interactive("list", body, action, header, footer)
     return _envelope(
         to,
         "interactive",
-        interactive,
+        interactive_list(body, button, sections, header=header, footer=footer),
         reply_to=reply_to,
         biz_opaque_callback_data=biz_opaque_callback_data,
     )
@@ -490,11 +610,31 @@ def interactive_list_payload(
 # -- reactions and read receipts -------------------------------------------------
 
 
-def reaction_payload(to, message_id, emoji):
+def check_reaction_emoji(emoji):
+    """The emoji of a reaction, ``""`` to remove one; ValueError for anything else.
+
+    Meta takes one emoji (a single grapheme, which may be several code points:
+    skin tones, flags, joined sequences), not text.
+    """
+    if emoji is None or emoji == "":
+        return ""
+    if not isinstance(emoji, str):
+        raise ValueError("a reaction emoji must be a string")
+    if len(emoji) > MAX_REACTION_CODEPOINTS or any(
+        ch.isspace() or (ch.isascii() and ch.isalnum()) for ch in emoji
+    ):
+        raise ValueError(f"a reaction is one emoji, not text ({emoji!r})")
+    return emoji
+
+
+def reaction_payload(to, message_id, emoji, *, biz_opaque_callback_data=None):
     """React to a customer's message; an empty ``emoji`` removes the reaction."""
     _check_text(message_id, "message_id", 512)
     return _envelope(
-        to, "reaction", {"message_id": str(message_id), "emoji": emoji or ""}
+        to,
+        "reaction",
+        {"message_id": str(message_id), "emoji": check_reaction_emoji(emoji)},
+        biz_opaque_callback_data=biz_opaque_callback_data,
     )
 
 

@@ -142,22 +142,18 @@ def decide(key, error, attempts, settings, policy):
 def perform(client, spec, before_send=None):
     """Run one job ``spec`` on ``client``; returns the client's SendResult.
 
-    ``spec`` keys: ``to``, ``type``, ``callback`` and, by type, ``body`` (text),
-    ``template_name``/``language``/``components`` (template) or
-    ``content``/``mime_type``/``filename``/``caption`` (media, uploaded first).
+    ``spec`` keys: ``to``, ``type``, ``callback``, ``reply_to`` (the wamid quoted)
+    and, by type, ``body`` (text), ``template_name``/``language``/``components``
+    (template), ``content``/``mime_type``/``filename``/``caption`` (media,
+    uploaded first), ``interactive`` (a spec of payloads.interactive_spec),
+    ``message_id``/``emoji`` (reaction). Type ``read`` marks the inbound
+    ``message_id`` as read and returns whether Meta confirmed it.
     ``before_send`` is called right before the send request (not the upload).
     """
     kind = spec["type"]
-    if kind == "template":
-        if before_send:
-            before_send()
-        return client.send_template(
-            spec["to"],
-            spec["template_name"],
-            spec["language"],
-            components=spec.get("components"),
-            biz_opaque_callback_data=spec.get("callback"),
-        )
+    options = {"biz_opaque_callback_data": spec.get("callback")}
+    if spec.get("reply_to"):
+        options["reply_to"] = spec["reply_to"]
     if "content" in spec:
         media_id = client.upload_media(
             spec["content"], spec["mime_type"], spec["filename"]
@@ -170,15 +166,31 @@ def perform(client, spec, before_send=None):
             media_id=media_id,
             caption=spec.get("caption") if kind != "audio" else None,
             filename=spec.get("filename") if kind == "document" else None,
-            biz_opaque_callback_data=spec.get("callback"),
+            **options,
         )
     if before_send:
         before_send()
-    return client.send_text(
-        spec["to"],
-        spec.get("body") or "",
-        biz_opaque_callback_data=spec.get("callback"),
-    )
+    if kind == "read":
+        return client.mark_as_read(spec["message_id"])
+    if kind == "reaction":
+        # A reaction quotes nothing: its target is the message it is about.
+        return client.send_reaction(
+            spec["to"],
+            spec["message_id"],
+            spec.get("emoji") or "",
+            biz_opaque_callback_data=spec.get("callback"),
+        )
+    if kind == "template":
+        return client.send_template(
+            spec["to"],
+            spec["template_name"],
+            spec["language"],
+            components=spec.get("components"),
+            **options,
+        )
+    if kind == "interactive":
+        return client.send_interactive(spec["to"], spec["interactive"], **options)
+    return client.send_text(spec["to"], spec.get("body") or "", **options)
 
 
 class InFlightController:

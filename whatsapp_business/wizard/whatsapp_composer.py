@@ -9,12 +9,10 @@ from odoo import Command, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools.mimetypes import guess_mimetype
 
-from ..tools import compat
+from ..wa_cloud import payloads
 
 _logger = logging.getLogger(__name__)
 
-MAX_TEXT = 4096
-MAX_CAPTION = 1024
 SUMMARY_LIMIT = 50  # invalid recipients listed one by one in the wizard
 MB = 1024 * 1024
 # What Meta accepts, and the size limits of its media documentation.
@@ -73,7 +71,11 @@ class WhatsAppComposer(models.TransientModel):
     invalid_count = fields.Integer(compute="_compute_summary")
     recipients_summary = fields.Html(compute="_compute_summary")
     mode = fields.Selection(
-        [("text", "Free Text"), ("template", "Template")],
+        [
+            ("text", "Free Text"),
+            ("interactive", "Buttons / List"),
+            ("template", "Template"),
+        ],
         compute="_compute_mode",
         store=True,
         readonly=False,
@@ -81,6 +83,36 @@ class WhatsAppComposer(models.TransientModel):
         required=True,
     )
     body = fields.Text(string="Message")
+    canned_response_id = fields.Many2one(
+        "mail.canned.response",
+        string="Canned Response",
+        help="Fills the message with one of your canned responses (Discuss > "
+        "Configuration > Canned Responses).",
+    )
+    reply_to_message_id = fields.Many2one(
+        "whatsapp.message",
+        string="Reply To",
+        domain="[('account_id', '=', account_id), ('direction', '=', 'inbound')]",
+        help="The customer's message quoted by this one.",
+    )
+    interactive_type = fields.Selection(
+        [("button", "Reply Buttons"), ("list", "List")],
+        default="button",
+        required=True,
+    )
+    interactive_header = fields.Char(string="Header")
+    interactive_footer = fields.Char(string="Footer")
+    list_button = fields.Char(
+        string="List Button", help="The label of the button that opens the list."
+    )
+    list_section_title = fields.Char(string="Section Title")
+    choice_ids = fields.One2many(
+        "whatsapp.composer.choice",
+        "composer_id",
+        string="Choices",
+        help="Up to 3 reply buttons, or up to 10 list rows. The customer's choice "
+        "arrives with its id, usable in automation rules.",
+    )
     attachment_file = fields.Binary(string="Attachment", attachment=False)
     attachment_filename = fields.Char()
     template_id = fields.Many2one(
@@ -140,8 +172,7 @@ class WhatsAppComposer(models.TransientModel):
     @api.depends("res_model", "res_ids", "account_id")
     def _compute_window(self):
         for composer in self:
-            records = composer._get_records()
-            infos = self._recipient_infos(records) if records else []
+            infos = composer._recipients()
             windows = composer._windows(infos)
             single = infos[0] if len(infos) == 1 else None
             composer.recipient_phone = single and single["phone"]
@@ -158,8 +189,7 @@ class WhatsAppComposer(models.TransientModel):
     )
     def _compute_summary(self):
         for composer in self:
-            records = composer._get_records()
-            infos = self._recipient_infos(records) if records else []
+            infos = composer._recipients()
             if composer.mode == "template" and composer.template_id and len(infos) > 1:
                 composer._add_param_errors(infos)
             valid = [info for info in infos if not info["reason"]]
@@ -297,68 +327,20 @@ class WhatsAppComposer(models.TransientModel):
             return None
         return self.env[self.res_model].browse(self._res_id_list()).exists()
 
-    @api.model
-    def _recipient_infos(self, records, field=None):
-        """Recipient of each document: partner, E.164 number or why there is none.
+    def _recipients(self, records=None):
+        """Each document's recipient (``base._whatsapp_get_recipients_info``)."""
+        records = self._get_records() if records is None else records
+        if not records:
+            return []
+        return list(records._whatsapp_get_recipients_info().values())
 
-        The number is the document's mobile, then phone, then its partner's; with
-        ``field`` (a char field or a many2one to res.partner) that field only.
-        """
-        infos = []
-        for record in records:
-            partner = self._record_partner(record, field)
-            number, source = False, record
-            if field and record._fields[field].type == "char":
-                number = record[field]
-            elif not field or record._fields[field].type != "many2one":
-                number = compat.partner_number(record)
-            if not number and partner:
-                number = compat.partner_number(partner)
-                source = partner
-            phone = number and source._phone_format(number=number, force_format="E164")
-            reason = False
-            if not number:
-                reason = self.env._("No mobile or phone number.")
-            elif not phone:
-                reason = self.env._("%s is not a valid international number.", number)
-            infos.append(
-                {
-                    "record": record,
-                    "partner": partner,
-                    "phone": phone or False,
-                    "reason": reason,
-                    "blacklisted": False,
-                }
-            )
-        phones = [info["phone"] for info in infos if info["phone"]]
-        if phones:
-            blacklisted = set(
-                self.env["phone.blacklist"]
-                .sudo()
-                .search([("number", "in", phones)])
-                .mapped("number")
-            )
-            for info in infos:
-                if info["phone"] in blacklisted:
-                    info["blacklisted"] = True
-                    info["reason"] = self.env._(
-                        "The number is blacklisted (opted out)."
-                    )
-        return infos
-
-    @api.model
-    def _record_partner(self, record, field=None):
-        if record._name == "res.partner":
-            return record
-        fname = field or "partner_id"
-        target = record._fields.get(fname)
-        if (
-            target
-            and target.type == "many2one"
-            and target.comodel_name == "res.partner"
-        ):
-            return record[fname]
-        return self.env["res.partner"]
+    @api.onchange("canned_response_id")
+    def _onchange_canned_response_id(self):
+        # Read as the user: the canned responses' own record rules apply.
+        text = self.canned_response_id.substitution
+        if text:
+            body = (self.body or "").rstrip()
+            self.body = f"{body}\n{text}" if body else text
 
     def _add_param_errors(self, infos):
         """Mark documents whose template values would be refused by Meta."""
@@ -397,45 +379,56 @@ class WhatsAppComposer(models.TransientModel):
         records.check_access("read")
         if not self.account_id:
             raise UserError(self.env._("Choose the WhatsApp account to send from."))
-        infos = self._recipient_infos(records)
+        infos = self._recipients(records)
         if self.single and infos[0]["reason"]:
             raise UserError(infos[0]["reason"])
-        if self.mode == "text":
-            self._check_text(infos)
-        else:
+        interactive = None
+        if self.mode == "template":
             self._check_template()
+        else:
+            self._check_free_form(infos)
+            if self.mode == "interactive":
+                interactive = self._interactive_spec()
+        if self.reply_to_message_id and not self.single:
+            raise UserError(self.env._("A reply quotes a message of one contact only."))
         attachment = self._create_attachment() if self.mode == "text" else None
         items = []
         for info in infos:
-            item = {
-                "record": info["record"],
-                "partner": info["partner"],
-                # Blacklisted numbers go through: the queue fails them as opted out.
-                "phone": info["phone"]
-                if not info["reason"] or info["blacklisted"]
-                else False,
-                "invalid_reason": info["reason"] if not info["blacklisted"] else False,
-            }
+            # Blacklisted numbers go through: the queue fails them as opted out.
+            item = dict(info, reply_to=self.reply_to_message_id)
             if self.mode == "template":
                 params = self._params_for(info["record"])
                 if self.single:
                     self.template_id._check_params(params)
-                elif item["phone"] and not info["blacklisted"]:
+                else:
                     item["param_error"] = self.template_id._params_error(params)
                 item.update(template=self.template_id, template_params=params)
+            elif interactive:
+                item["interactive"] = interactive
             else:
                 item.update(body=self.body or "", attachment=attachment)
             items.append(item)
-        messages = self._enqueue(self.account_id, items)
+        messages = self.env["whatsapp.message"]._queue_outbound(self.account_id, items)
         if attachment and messages:
             attachment.sudo().res_id = messages[0].id
         return self._result_action(messages)
 
-    def _check_text(self, infos):
+    def _check_free_form(self, infos):
+        """Free text and interactive messages: the text, and the window of a
+        single contact (several contacts: the queue fails the closed ones)."""
         body = (self.body or "").strip()
-        if not body and not self.attachment_file:
+        if self.mode == "interactive":
+            if not body:
+                raise UserError(
+                    self.env._("Write the message shown above the choices.")
+                )
+            limit = payloads.MAX_INTERACTIVE_BODY
+        elif not body and not self.attachment_file:
             raise UserError(self.env._("Write a message or attach a file."))
-        limit = MAX_CAPTION if self.attachment_file else MAX_TEXT
+        elif self.attachment_file:
+            limit = payloads.MAX_CAPTION
+        else:
+            limit = payloads.MAX_TEXT_BODY
         if len(body) > limit:
             raise UserError(
                 self.env._(
@@ -457,6 +450,39 @@ class WhatsAppComposer(models.TransientModel):
                         "approved template instead."
                     )
                 )
+
+    def _interactive_spec(self):
+        """The buttons or list of the wizard, checked against Meta's rules."""
+        choices = [
+            {
+                "id": (choice.reply_id or choice.title or "").strip(),
+                "title": (choice.title or "").strip(),
+                "description": (choice.description or "").strip(),
+            }
+            for choice in self.choice_ids.sorted("sequence")
+        ]
+        spec = {
+            "type": self.interactive_type,
+            "body": (self.body or "").strip(),
+            "header": (self.interactive_header or "").strip(),
+            "footer": (self.interactive_footer or "").strip(),
+        }
+        if self.interactive_type == "button":
+            for choice in choices:
+                choice.pop("description")
+            spec["buttons"] = choices
+        else:
+            spec["button"] = (self.list_button or "").strip()
+            section = {"rows": choices}
+            if (self.list_section_title or "").strip():
+                section["title"] = self.list_section_title.strip()
+            spec["sections"] = [section]
+        try:
+            return payloads.interactive_spec(spec)
+        except ValueError as error:
+            raise UserError(
+                self.env._("WhatsApp would refuse these choices: %s", error)
+            ) from None
 
     def _check_template(self):
         template = self.template_id
@@ -527,36 +553,6 @@ class WhatsAppComposer(models.TransientModel):
             )
         )
 
-    @api.model
-    def _enqueue(self, account, items):
-        """Queue the items; the ones whose template values are wrong fail at once.
-
-        Such values would only earn Meta's 132000/131009 error: the message is
-        logged as failed with the reason instead of being sent.
-        """
-        messages = self.env["whatsapp.message"]._queue_outbound(account, items)
-        failed = self.env["whatsapp.message"]
-        for message, item in zip(messages, items, strict=True):
-            if item.get("param_error") and message.state == "queued":
-                message.sudo().write(
-                    {
-                        "state": "failed",
-                        "failed_date": fields.Datetime.now(),
-                        "failure_type": "template",
-                        "failure_title": item["param_error"][:255],
-                    }
-                )
-                failed |= message
-        if failed:
-            failed._refresh_chatter()
-        _logger.info(
-            "WhatsApp account %s: %d message(s) queued, %d failed before sending",
-            account.id,
-            len(messages.filtered(lambda m: m.state == "queued")),
-            len(messages.filtered(lambda m: m.state == "failed")),
-        )
-        return messages
-
     def _result_action(self, messages):
         queued = messages.filtered(lambda m: m.state == "queued")
         failed = messages - queued
@@ -622,3 +618,22 @@ class WhatsAppComposerLine(models.TransientModel):
         self.ensure_one()
         index = self.button_index if self.component == "button" else 0
         return (self.component, index, self.key)
+
+
+class WhatsAppComposerChoice(models.TransientModel):
+    _name = "whatsapp.composer.choice"
+    _inherit = ["whatsapp.tenant.mixin"]
+    _description = "WhatsApp Reply Button or List Row"
+    _order = "sequence, id"
+
+    composer_id = fields.Many2one(
+        "whatsapp.composer", required=True, ondelete="cascade", index=True
+    )
+    sequence = fields.Integer(default=10)
+    title = fields.Char(required=True, help="Shown on the button or the list row.")
+    reply_id = fields.Char(
+        string="Reply ID",
+        help="Stored on the customer's answer for automation rules; the title when "
+        "empty.",
+    )
+    description = fields.Char(help="A second line under a list row.")

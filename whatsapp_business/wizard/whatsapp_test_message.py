@@ -1,7 +1,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
-from .whatsapp_composer import MAX_TEXT
+from ..wa_cloud.payloads import MAX_TEXT_BODY
 
 DEFAULT_TEST_TEMPLATE = "hello_world"
 
@@ -117,13 +117,13 @@ class WhatsAppTestMessage(models.TransientModel):
             body = (self.body or "").strip()
             if not body:
                 raise UserError(self.env._("Write the message to send."))
-            if len(body) > MAX_TEXT:
+            if len(body) > MAX_TEXT_BODY:
                 raise UserError(
                     self.env._(
                         "The message is too long: %(length)s characters, WhatsApp "
                         "allows %(limit)s.",
                         length=len(body),
-                        limit=MAX_TEXT,
+                        limit=MAX_TEXT_BODY,
                     )
                 )
             if not self.window_open:
