@@ -31,6 +31,7 @@
         "views/crm_lead_views.xml",
         "views/res_partner_views.xml",
         "views/res_config_settings_views.xml",
+        "views/discuss_channel_views.xml",
         "views/whatsapp_business_menus.xml",
         "data/whatsapp_business_setup.xml",
     ],
