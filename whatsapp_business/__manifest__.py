@@ -36,6 +36,9 @@
         "data/whatsapp_business_setup.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "whatsapp_business/static/src/**/*",
+        ],
         "web.assets_tests": [
             "whatsapp_business/static/tests/tours/*.js",
         ],

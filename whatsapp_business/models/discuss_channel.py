@@ -159,16 +159,36 @@ class DiscussChannel(models.Model):
             ),
         }
 
+    def _whatsapp_window_label(self):
+        """Shown as the conversation's description in Discuss's header. In UTC:
+        one text serves every member, whatever their time zone."""
+        self.ensure_one()
+        if not self.whatsapp_window_open:
+            return self.env._("24-hour window closed: send a template")
+        return self.env._(
+            "Free text until %s UTC (24-hour window)",
+            self.whatsapp_window_expires_at.strftime("%Y-%m-%d %H:%M"),
+        )
+
     def _channel_basic_info(self):
         # Odoo 18: the channel's data in the client, and the diffs sent on write.
         data = super()._channel_basic_info()
         if self.channel_type == "whatsapp":
             data.update(self._whatsapp_store_values())
+            data["description"] = self._whatsapp_window_label()
         return data
 
     def _to_store_defaults(self, target):
         # Odoo 19: the channel's data in the client.
-        return super()._to_store_defaults(target) + self._whatsapp_store_attrs()
+        return (
+            super()._to_store_defaults(target)
+            + self._whatsapp_store_attrs()
+            + compat.store_attrs(
+                ["description"],
+                lambda channel, _key: channel._whatsapp_window_label(),
+                _is_whatsapp,
+            )
+        )
 
     def _sync_field_names(self):
         # Odoo 19: the diffs sent on write.
@@ -190,7 +210,13 @@ class DiscussChannel(models.Model):
                 "mail.record/insert",
                 compat.store_payload(
                     "discuss.channel",
-                    [{"id": channel.id, **channel._whatsapp_store_values()}],
+                    [
+                        {
+                            "id": channel.id,
+                            "description": channel._whatsapp_window_label(),
+                            **channel._whatsapp_store_values(),
+                        }
+                    ],
                 ),
             )
 
