@@ -537,6 +537,26 @@ class WhatsAppAccount(models.Model):
                     )
                 )
 
+    @api.constrains("inbox_user_id", "inbox_agent_ids", "company_id")
+    def _check_inbox_users(self):
+        """Conversations go to WhatsApp users who work for the account's company."""
+        for account in self:
+            for user in account.inbox_user_id | account.inbox_agent_ids:
+                if (
+                    user.share
+                    or account.company_id not in user.company_ids
+                    or not user.has_group("whatsapp_business.group_whatsapp_user")
+                ):
+                    raise ValidationError(
+                        self.env._(
+                            "%(user)s cannot answer the conversations of %(account)s: "
+                            "they must be a WhatsApp user of %(company)s.",
+                            user=user.name,
+                            account=account.name,
+                            company=account.company_id.name,
+                        )
+                    )
+
     @api.constrains("api_version", "base_url")
     def _check_client_settings(self):
         """Refuse at save time what the client would refuse at send time."""

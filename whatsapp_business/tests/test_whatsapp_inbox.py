@@ -247,13 +247,15 @@ class TestAssignment(InboxCase):
         )
         self.assertTrue(self.member(channels[0], self.agent_1))
         self.assertFalse(self.member(channels[0], self.agent_2))
-        # An agent who cannot work for the company is skipped.
+        # An agent who cannot work for the company any more is skipped.
         self.agent_2.write(
             {
                 "company_id": self.company_b.id,
                 "company_ids": [Command.set(self.company_b.ids)],
             }
         )
+        with self.assertRaises(ValidationError):
+            self.account_a.inbox_user_id = self.agent_2
         self.assertEqual(
             self.conversations_of(self.new_partner("R4")).whatsapp_user_id, self.agent_1
         )
@@ -348,6 +350,15 @@ class TestReplies(InboxCase):
         self.assertEqual(action["res_model"], "whatsapp.composer")
         self.assertEqual(action["context"]["default_mode"], "template")
         self.assertEqual(action["context"]["active_id"], self.lead_a.id)
+        composer = (
+            self.env[action["res_model"]]
+            .with_user(self.user_a)
+            .with_context(**action["context"])
+            .create({})
+        )
+        self.assertEqual(composer.mode, "template")
+        self.assertEqual(composer.account_id, self.account_a)
+        self.assertEqual(composer.recipient_name, self.partner_a.display_name)
 
     def test_unassigned_conversation_goes_to_who_answers(self):
         self.lead_a.user_id = False
@@ -359,14 +370,30 @@ class TestReplies(InboxCase):
 
     def test_open_from_a_lead_or_a_contact(self):
         action = self.lead_a.with_user(self.user_a).action_open_whatsapp_conversation()
-        channel = self.conversation(self.partner_a)
+        channel = self.env["discuss.channel"].search(
+            [
+                ("channel_type", "=", "whatsapp"),
+                ("whatsapp_partner_id", "=", self.partner_a.id),
+            ]
+        )
+        # On the company's default account (the first one).
+        self.assertEqual(
+            channel.whatsapp_account_id, self.company_a._get_whatsapp_account()
+        )
+        self.assertEqual(channel.whatsapp_user_id, self.user_a)
         self.assertEqual(action["tag"], "mail.action_discuss")
         self.assertEqual(action["params"]["active_id"], f"discuss.channel_{channel.id}")
         again = self.partner_a.with_user(
             self.user_a
         ).action_open_whatsapp_conversation()
         self.assertEqual(again["params"], action["params"])
-        self.assertEqual(len(self.conversation(self.partner_a)), 1)
+        # Opened from a document they may read: another salesperson joins it.
+        colleague = self._user(
+            "wa_colleague", "sales_team.group_sale_salesman_all_leads"
+        )
+        self.lead_a.with_user(colleague).action_open_whatsapp_conversation()
+        self.assertTrue(self.member(channel, colleague))
+        self.assertEqual(channel.whatsapp_user_id, self.user_a)
 
 
 @tagged("post_install", "-at_install")
