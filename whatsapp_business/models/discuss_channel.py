@@ -457,12 +457,13 @@ class DiscussChannel(models.Model):
             "partner": self.whatsapp_partner_id,
             "phone": self.whatsapp_phone or False,
             "wa_user_id": False if self.whatsapp_phone else self.whatsapp_wa_user_id,
+            "inbox_message": message,
         }
         items = [dict(recipient, **item) for item in plan]
         # As the agent, through the one outbound path: their rights, their name.
-        self.env["whatsapp.message"].sudo(False).with_context(
-            whatsapp_inbox_reply=message.id
-        )._queue_outbound(self.whatsapp_account_id, items)
+        self.env["whatsapp.message"].sudo(False)._queue_outbound(
+            self.whatsapp_account_id, items
+        )
         if not self.whatsapp_user_id:
             self.sudo().whatsapp_user_id = self.env.user
 

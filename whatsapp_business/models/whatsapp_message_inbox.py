@@ -31,17 +31,24 @@ class WhatsAppMessage(models.Model):
 
     @api.model
     def _queue_outbound(self, account, items):
+        """Also in the customers' conversations. An item with ``inbox_message``
+        (the agent's post in the conversation, see discuss_channel.py) is not
+        copied there: the post is the copy of its first message, and shows its
+        state. Items come from server code only, never from a client."""
         messages = super()._queue_outbound(account, items)
-        reply_to = self.env.context.get("whatsapp_inbox_reply")
-        if reply_to:
-            # Written in the conversation: the agent's own message is the copy of
-            # the first one (the text, or a file and its caption) and shows its
-            # state.
-            messages[:1].sudo().channel_message_id = reply_to
-            messages[:1]._refresh_chatter()
-            messages._push_new_chatter_messages()
-        else:
-            messages._mirror_in_conversations()
+        replies, copies, linked = self.browse(), self.browse(), set()
+        for message, item in zip(messages, items, strict=True):
+            post = item.get("inbox_message")
+            if not post:
+                copies |= message
+                continue
+            replies |= message
+            if post.id not in linked:
+                linked.add(post.id)
+                message.sudo().channel_message_id = post
+        replies.filtered("channel_message_id")._refresh_chatter()
+        replies._push_new_chatter_messages()
+        copies._mirror_in_conversations()
         return messages
 
     def _document(self):
