@@ -416,7 +416,6 @@ class DiscussChannel(models.Model):
             len(self) == 1
             and self.channel_type == "whatsapp"
             and kwargs.get("message_type", "notification") == "comment"
-            and not self.env.context.get("whatsapp_mirror")
         )
         # An agent's message in a conversation is sent to the customer: checked
         # before anything is posted.
@@ -425,6 +424,12 @@ class DiscussChannel(models.Model):
         if reply:
             self._whatsapp_send_reply(message, plan)
         return message
+
+    def _whatsapp_post_copy(self, **kwargs):
+        """Post the copy of a WhatsApp message: Discuss's message_post without the
+        reply path (a copy is never sent). Private: no client can call it, unlike
+        a context key."""
+        return super().message_post(**kwargs)  # pylint: disable=super-method-mismatch
 
     def _whatsapp_check_reply(self, **kwargs):
         """What the reply sends (see _whatsapp_reply_plan), or a UserError."""

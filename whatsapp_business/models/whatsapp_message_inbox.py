@@ -97,8 +97,8 @@ class WhatsAppMessage(models.Model):
             author = (self.author_id or self.env.user).partner_id
         return (
             channel.sudo()
-            .with_context(whatsapp_mirror=True, mail_notify_force_send=False)
-            .message_post(
+            .with_context(mail_notify_force_send=False)
+            ._whatsapp_post_copy(
                 body=self._chatter_body(),
                 message_type="comment",
                 subtype_xmlid="mail.mt_comment",
