@@ -32,6 +32,14 @@ STORE_KEYS = (
     "whatsapp_window_expires_at",
 )
 
+# Set by the addon only (in sudo), never by a user's write.
+PROTECTED_FIELDS = {
+    "whatsapp_account_id",
+    "whatsapp_partner_id",
+    "whatsapp_phone",
+    "whatsapp_wa_user_id",
+}
+
 
 def _is_whatsapp(channel):
     return channel.channel_type == "whatsapp"
@@ -311,6 +319,12 @@ class DiscussChannel(models.Model):
     # ------------------------------------------------------------------ responsible
 
     def write(self, vals):
+        if set(vals) & PROTECTED_FIELDS and not self.env.su:
+            # Who and where a conversation sends to is the addon's to decide: a
+            # member moving it to another account or number would redirect it.
+            raise AccessError(
+                self.env._("The account and customer of a conversation are fixed.")
+            )
         if "whatsapp_user_id" not in vals:
             return super().write(vals)
         conversations = self.filtered(_is_whatsapp)

@@ -499,6 +499,13 @@ class TestInboxIsolation(InboxCase):
             walk_in.with_user(self.user_b).read(["name"])
         with self.assertRaises(AccessError):
             walk_in.with_user(self.user_b).action_whatsapp_assign_to_me()
+        # Nobody moves a conversation to another account or number.
+        for vals in (
+            {"whatsapp_account_id": self.account_b.id},
+            {"whatsapp_phone": "+34699000999"},
+        ):
+            with self.assertRaises(AccessError):
+                mine.with_user(self.user_a).write(vals)
         # Other channel types keep Discuss's own rules.
         chat = Channel.with_user(self.agent_1).create(
             {"name": "Coffee", "channel_type": "group"}
