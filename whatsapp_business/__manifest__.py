@@ -31,10 +31,14 @@
         "views/crm_lead_views.xml",
         "views/res_partner_views.xml",
         "views/res_config_settings_views.xml",
+        "views/discuss_channel_views.xml",
         "views/whatsapp_business_menus.xml",
         "data/whatsapp_business_setup.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "whatsapp_business/static/src/**/*",
+        ],
         "web.assets_tests": [
             "whatsapp_business/static/tests/tours/*.js",
         ],

@@ -17,3 +17,5 @@ from . import whatsapp_account_toolkit
 from . import whatsapp_referral
 from . import whatsapp_pricing_rate
 from . import whatsapp_message_reporting
+from . import discuss_channel
+from . import whatsapp_message_inbox

@@ -42,3 +42,11 @@ class CrmLead(models.Model):
         action["domain"] = [("res_model", "=", "crm.lead"), ("res_id", "=", self.id)]
         action["context"] = {"create": False}
         return action
+
+    def action_open_whatsapp_conversation(self):
+        """The customer's WhatsApp conversation in Discuss (created if needed)."""
+        self.ensure_one()
+        self.check_access("read")
+        return self.env["discuss.channel"]._whatsapp_open_for(
+            self.sudo().partner_id, record=self
+        )

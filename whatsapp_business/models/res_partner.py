@@ -39,3 +39,9 @@ class ResPartner(models.Model):
         action["domain"] = [("partner_id", "=", self.id)]
         action["context"] = {"create": False}
         return action
+
+    def action_open_whatsapp_conversation(self):
+        """The contact's WhatsApp conversation in Discuss (created if needed)."""
+        self.ensure_one()
+        self.check_access("read")
+        return self.env["discuss.channel"]._whatsapp_open_for(self.sudo(), record=self)

@@ -169,6 +169,25 @@ class WhatsAppAccount(models.Model):
     )
     lead_team_id = fields.Many2one("crm.team", string="Sales Team", check_company=True)
     lead_user_id = fields.Many2one("res.users", string="Salesperson")
+    # The WhatsApp inbox: who answers a new conversation whose customer has no
+    # open lead with a salesperson (discuss_channel.py).
+    inbox_user_id = fields.Many2one(
+        "res.users",
+        string="Default Responsible",
+        domain=[("share", "=", False)],
+        help="Responsible of new conversations whose customer has no open lead with "
+        "a salesperson.",
+    )
+    inbox_agent_ids = fields.Many2many(
+        "res.users",
+        "whatsapp_account_inbox_agent_rel",
+        "account_id",
+        "user_id",
+        string="Agents",
+        domain=[("share", "=", False)],
+        help="Without a default responsible, new conversations go to these users in "
+        "turn.",
+    )
     unblacklist_on_inbound = fields.Boolean(
         string="Opt Back In on New Message",
         help="A number that opted out is taken off the blacklist when it writes again.",
@@ -524,6 +543,26 @@ class WhatsAppAccount(models.Model):
                     )
                 )
 
+    @api.constrains("inbox_user_id", "inbox_agent_ids", "company_id")
+    def _check_inbox_users(self):
+        """Conversations go to WhatsApp users who work for the account's company."""
+        for account in self:
+            for user in account.inbox_user_id | account.inbox_agent_ids:
+                if (
+                    user.share
+                    or account.company_id not in user.company_ids
+                    or not user.has_group("whatsapp_business.group_whatsapp_user")
+                ):
+                    raise ValidationError(
+                        self.env._(
+                            "%(user)s cannot answer the conversations of %(account)s: "
+                            "they must be a WhatsApp user of %(company)s.",
+                            user=user.name,
+                            account=account.name,
+                            company=account.company_id.name,
+                        )
+                    )
+
     @api.constrains("api_version", "base_url")
     def _check_client_settings(self):
         """Refuse at save time what the client would refuse at send time."""
@@ -629,6 +668,35 @@ class WhatsAppAccount(models.Model):
     def _get_client(self, **kwargs):
         """A client of the pure core bound to this account's credentials."""
         return CloudApiClient(**self._client_arguments(), **kwargs)
+
+    def _inbox_next_agent(self):
+        """The agent whose latest conversation of this account is the oldest (or
+        who has none): the agents take new conversations in turn. Read from the
+        conversations, so that no worker writes the account row for it."""
+        self.ensure_one()
+        channel = self.env["discuss.channel"]
+        agents = self.inbox_agent_ids.filtered(
+            lambda user: (
+                user.active
+                and not user.share
+                and self.company_id in user.company_ids
+                and user.has_group("whatsapp_business.group_whatsapp_user")
+            )
+        ).sorted("id")
+        if not agents:
+            return agents
+        latest = dict(
+            channel.sudo()._read_group(
+                [
+                    ("channel_type", "=", "whatsapp"),
+                    ("whatsapp_account_id", "=", self.id),
+                    ("whatsapp_user_id", "in", agents.ids),
+                ],
+                ["whatsapp_user_id"],
+                ["id:max"],
+            )
+        )
+        return min(agents, key=lambda user: (latest.get(user, 0), user.id))
 
     def _touch_last_webhook(self):
         """Remember the last webhook, writing the account row at most once a minute."""

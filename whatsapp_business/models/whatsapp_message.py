@@ -187,6 +187,10 @@ class WhatsAppMessage(models.Model):
         "mail.message", readonly=True, index="btree_not_null"
     )
     partner_mail_message_id = fields.Many2one("mail.message", readonly=True)
+    # Its copy in the customer's conversation in Discuss (whatsapp_message_inbox.py).
+    channel_message_id = fields.Many2one(
+        "mail.message", readonly=True, index="btree_not_null", copy=False
+    )
     reply_to_wamid = fields.Char(readonly=True)
     failure_type = fields.Selection(
         FAILURE_TYPES, readonly=True, index="btree_not_null"
@@ -402,6 +406,7 @@ class WhatsAppMessage(models.Model):
             for mail_message_id in (
                 message.mail_message_id.id,
                 message.partner_mail_message_id.id,
+                message.channel_message_id.id,
             ):
                 if mail_message_id:
                     body = body or str(message._chatter_body(labels))
@@ -423,6 +428,8 @@ class WhatsAppMessage(models.Model):
         self.env["mail.message"].browse(ids).invalidate_recordset(
             ["body", "write_date"]
         )
+        # Open chatters and conversations show the new state without a reload.
+        self._push_chatter_bodies(dict(zip(ids, bodies, strict=True)))
 
     # ------------------------------------------------------------------ manager actions
 
@@ -1560,7 +1567,9 @@ class WhatsAppMessage(models.Model):
             }
         )
         for mail_message in (
-            self.mail_message_id | self.partner_mail_message_id
+            self.mail_message_id
+            | self.partner_mail_message_id
+            | self.channel_message_id
         ).sudo():
             mail_message.attachment_ids = [(4, attachment.id)]
         return True

@@ -309,6 +309,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             )
         elif partner and not record:
             message.mail_message_id = message._post_in_chatter(partner, partner)
+        message._mirror_in_conversations()  # the WhatsApp inbox in Discuss
         self._apply_opt_out(account, message, item)
         if message.media_state == "pending":
             self.env.ref("whatsapp_business.ir_cron_whatsapp_media_download")._trigger()
@@ -434,7 +435,6 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     def _conversation_record(self, account, partner, item):
         """The open lead a message belongs to; the partner when there is none."""
         Message = self.env["whatsapp.message"].sudo()
-        Lead = self.env["crm.lead"].sudo()
         replied_wamid = _replied_wamid(item)
         if replied_wamid:
             replied = Message.search(
@@ -449,19 +449,29 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                     return record
         if not partner:
             return None
-        lead = Lead.search(
-            [
-                ("partner_id", "=", partner.id),
-                ("company_id", "in", [account.company_id.id, False]),
-                ("active", "=", True),
-                ("stage_id.is_won", "=", False),
-            ],
-            order="write_date desc, id desc",
-            limit=1,
-        )
+        lead = self._open_lead(account, partner)
         if not lead and account.create_lead and item.message_type != "reaction":
             lead = self._create_lead(account, partner)
         return lead or partner
+
+    @api.model
+    def _open_lead(self, account, partner):
+        """The customer's open lead in the account's company: the most recently
+        updated one, not won, not archived (also where inbox replies are logged)."""
+        return (
+            self.env["crm.lead"]
+            .sudo()
+            .search(
+                [
+                    ("partner_id", "=", partner.id),
+                    ("company_id", "in", [account.company_id.id, False]),
+                    ("active", "=", True),
+                    ("stage_id.is_won", "=", False),
+                ],
+                order="write_date desc, id desc",
+                limit=1,
+            )
+        )
 
     @api.model
     def _create_lead(self, account, partner):

@@ -15,3 +15,4 @@ from . import test_send_guards
 from . import test_admin_toolkit
 from . import test_webhook_inbox
 from . import test_chat_actions
+from . import test_whatsapp_inbox

@@ -387,6 +387,12 @@ class TestRpcSweep(IsolationCase):
         targets = dict(self.records_b)
         targets["res.partner"] = self.partner_b
         targets["crm.lead"] = self.lead_b
+        # Company B's WhatsApp conversation (the inbox's actions on discuss.channel).
+        targets["discuss.channel"] = self.env[
+            "discuss.channel"
+        ]._whatsapp_conversations({(self.account_b, self.partner_b): self.lead_b})[
+            self.account_b, self.partner_b
+        ]
         synced = []
 
         def fake_sync(template_model, accounts):

@@ -52,6 +52,8 @@ TOUR_TIMEOUT = 120
 # constants at each start, so the tours raise them for their own browsers only.
 BROWSER_START_SECONDS = 60
 MESSAGE_BODY = "Hello Amélie, your quote is ready. Can we call you tomorrow?"
+INBOX_INBOUND = "Bonjour, le toit fuit encore"
+INBOX_REPLY = "Merci, nous passons demain matin"
 
 
 def browser_missing_reason():
@@ -263,3 +265,51 @@ class TestTours(WhatsAppMixin, HttpCase):
         self.assertEqual(gateway.sent[0]["to"], WA_ID_A)
         self.assertEqual(gateway.sent[0]["text"]["body"], MESSAGE_BODY)
         self.assertIn("o_whatsapp_state_sent", message.mail_message_id.body)
+
+    def test_inbox_tour(self):
+        """The responsible answers a customer from the WhatsApp inbox in Discuss."""
+        salesperson = new_test_user(
+            self.env,
+            login="wa_tour_inbox",
+            name="Sofia Martin",
+            groups="sales_team.group_sale_salesman",
+        )
+        account = self.env["whatsapp.account"].create(
+            {
+                "name": "Agency number",
+                "phone_number_id": "109000000000999",
+                "waba_id": "104000000000999",
+                "access_token": "EAAtour-inbox-token",
+                "app_secret": "tour-inbox-secret",
+                "inbox_user_id": salesperson.id,
+            }
+        )
+        partner = self.env["res.partner"].create(
+            {"name": "Amélie Dupont", MOBILE: PHONE_A}
+        )
+        inbound = self.open_window(account, PHONE_A)
+        inbound.write({"partner_id": partner.id, "body": INBOX_INBOUND})
+        inbound._mirror_in_conversations()
+
+        self.run_tour("whatsapp_business_inbox_tour", "wa_tour_inbox")
+
+        self.env.invalidate_all()
+        reply = self.env["whatsapp.message"].search(
+            [("direction", "=", "outbound"), ("partner_id", "=", partner.id)]
+        )
+        self.assertRecordValues(
+            reply,
+            [
+                {
+                    "state": "queued",
+                    "body": INBOX_REPLY,
+                    "phone": PHONE_A,
+                    "author_id": salesperson.id,
+                    "res_model": "res.partner",
+                    "res_id": partner.id,
+                }
+            ],
+        )
+        self.assertEqual(
+            reply.channel_message_id.res_id, inbound.channel_message_id.res_id
+        )

@@ -9,6 +9,8 @@ import warnings
 
 from odoo import Command, api, models, release
 
+from odoo.addons.mail.tools.discuss import Store
+
 try:  # Odoo 19 moved the RPC dispatcher out of odoo.api
     from odoo.service.model import call_kw
 except ImportError:
@@ -110,3 +112,34 @@ def notify_cron_progress(env, done, remaining):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+
+
+def store_payload(model_name, values_list):
+    """A ``mail.record/insert`` bus payload of plain values for one Discuss model.
+
+    Odoo 18's Store takes (model name, values); Odoo 19's ``add_model_values``, and
+    it marks HTML (``Markup``) values for its client, which Odoo 18's client marks
+    itself. Either way the client updates the records wherever they are shown.
+    """
+    if hasattr(Store, "add_model_values"):
+        store = Store()
+        for values in values_list:
+            store.add_model_values(model_name, values)
+        return store.get_result()
+    return Store(model_name, list(values_list)).get_result()
+
+
+def store_attrs(names, value, predicate):
+    """Odoo 19's ``Store.Attr`` descriptions of computed channel values.
+
+    ``value(record, name)`` gives each value, for the records ``predicate`` accepts.
+    Odoo 18 has no such descriptions (its channels send ``_channel_basic_info``).
+    """
+    if not hasattr(Store, "Attr"):
+        return []
+    return [
+        Store.Attr(
+            name, lambda record, name=name: value(record, name), predicate=predicate
+        )
+        for name in names
+    ]

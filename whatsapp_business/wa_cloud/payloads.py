@@ -32,6 +32,8 @@ __all__ = [
     "location_payload",
     "media_param",
     "media_payload",
+    "MEDIA_LIMITS",
+    "media_takes_caption",
     "normalize_recipient",
     "quick_reply_button",
     "reaction_payload",
@@ -42,6 +44,37 @@ __all__ = [
     "text_payload",
     "url_button",
 ]
+
+MB = 1024 * 1024
+# The media types Meta accepts, with the size limits of its media documentation.
+MEDIA_LIMITS = {
+    "image/jpeg": 5 * MB,
+    "image/png": 5 * MB,
+    "image/webp": 500 * 1024,  # sent as a sticker
+    "video/mp4": 16 * MB,
+    "video/3gpp": 16 * MB,
+    "audio/aac": 16 * MB,
+    "audio/amr": 16 * MB,
+    "audio/mpeg": 16 * MB,
+    "audio/mp4": 16 * MB,
+    "audio/ogg": 16 * MB,
+    "text/plain": 100 * MB,
+    "application/pdf": 100 * MB,
+    "application/msword": 100 * MB,
+    "application/vnd.ms-excel": 100 * MB,
+    "application/vnd.ms-powerpoint": 100 * MB,
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 100 * MB,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * MB,
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (
+        100 * MB
+    ),
+}
+
+
+def media_takes_caption(mimetype):
+    """Stickers (webp) and audio messages carry no caption."""
+    return not (mimetype == "image/webp" or (mimetype or "").startswith("audio/"))
+
 
 MAX_TEXT_BODY = 4096
 MAX_CAPTION = 1024

@@ -14,31 +14,6 @@ from ..wa_cloud import payloads
 _logger = logging.getLogger(__name__)
 
 SUMMARY_LIMIT = 50  # invalid recipients listed one by one in the wizard
-MB = 1024 * 1024
-# What Meta accepts, and the size limits of its media documentation.
-MEDIA_LIMITS = {
-    "image/jpeg": 5 * MB,
-    "image/png": 5 * MB,
-    "image/webp": 500 * 1024,  # sent as a sticker
-    "video/mp4": 16 * MB,
-    "video/3gpp": 16 * MB,
-    "audio/aac": 16 * MB,
-    "audio/amr": 16 * MB,
-    "audio/mpeg": 16 * MB,
-    "audio/mp4": 16 * MB,
-    "audio/ogg": 16 * MB,
-    "text/plain": 100 * MB,
-    "application/pdf": 100 * MB,
-    "application/msword": 100 * MB,
-    "application/vnd.ms-excel": 100 * MB,
-    "application/vnd.ms-powerpoint": 100 * MB,
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 100 * MB,
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * MB,
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (
-        100 * MB
-    ),
-}
-NO_CAPTION_MIMETYPES = ("image/webp",)  # stickers; audio is checked by prefix
 
 
 class WhatsAppComposer(models.TransientModel):
@@ -510,7 +485,7 @@ class WhatsAppComposer(models.TransientModel):
         raw = base64.b64decode(self.attachment_file)
         name = self.attachment_filename or "attachment"
         mimetype = mimetypes.guess_type(name)[0] or guess_mimetype(raw)
-        limit = MEDIA_LIMITS.get(mimetype)
+        limit = payloads.MEDIA_LIMITS.get(mimetype)
         if not limit:
             raise UserError(
                 self.env._(
@@ -524,14 +499,12 @@ class WhatsAppComposer(models.TransientModel):
                 self.env._(
                     "The file is too large for WhatsApp: %(size)s MB, at most "
                     "%(limit)s MB for %(mimetype)s.",
-                    size=round(len(raw) / MB, 1),
-                    limit=round(limit / MB, 1),
+                    size=round(len(raw) / payloads.MB, 1),
+                    limit=round(limit / payloads.MB, 1),
                     mimetype=mimetype,
                 )
             )
-        if (self.body or "").strip() and (
-            mimetype in NO_CAPTION_MIMETYPES or mimetype.startswith("audio/")
-        ):
+        if (self.body or "").strip() and not payloads.media_takes_caption(mimetype):
             raise UserError(
                 self.env._(
                     "Audio files and stickers cannot carry a text: send the text "

@@ -1,0 +1,221 @@
+"""WhatsApp messages in the inbox: their copy in the customer's conversation, and
+the live updates of chatters and conversations through Odoo's bus.
+
+Bus notifications (one per target and batch):
+
+- ``mail.record/insert`` ``{"mail.message": [{"id", "body", "whatsapp_state"}]}``
+  when delivery states change (``_refresh_chatter``): to the conversation's channel
+  (``discuss.channel``) for its copies; for the copies in documents, to the
+  partner channel (``res.partner``) of the document's internal followers and of
+  the sender, since Odoo 18 and 19 have no bus channel per document chatter.
+- ``whatsapp_business/chatter_messages`` ``{"threads": [{"model", "id"}]}`` when
+  a message is posted in documents, to the same partner channels: open chatters
+  fetch their new messages (static/src/inbox/chatter_refresh_service.js).
+- New messages in conversations use Discuss's own ``discuss.channel/new_message``;
+  the window's end goes as ``mail.record/insert`` ``{"discuss.channel": [...]}``.
+"""
+
+from collections import defaultdict
+
+from markupsafe import Markup
+
+from odoo import api, models
+
+from ..tools import compat
+
+CHATTER_MESSAGES = "whatsapp_business/chatter_messages"
+
+
+class WhatsAppMessage(models.Model):
+    _inherit = "whatsapp.message"
+
+    @api.model
+    def _queue_outbound(self, account, items):
+        """Also in the customers' conversations. An item with ``inbox_message``
+        (the agent's post in the conversation, see discuss_channel.py) is not
+        copied there: the post is the copy of its first message, and shows its
+        state. Items come from server code only, never from a client."""
+        messages = super()._queue_outbound(account, items)
+        replies, copies, linked = self.browse(), self.browse(), set()
+        for message, item in zip(messages, items, strict=True):
+            post = item.get("inbox_message")
+            if not post:
+                copies |= message
+                continue
+            replies |= message
+            if post.id not in linked:
+                linked.add(post.id)
+                message.sudo().channel_message_id = post
+        replies.filtered("channel_message_id")._refresh_chatter()
+        replies._push_new_chatter_messages()
+        copies._mirror_in_conversations()
+        return messages
+
+    def _document(self):
+        self.ensure_one()
+        if self.res_model in self.env and self.res_id:
+            return self.env[self.res_model].sudo().browse(self.res_id).exists()
+        return None
+
+    def _mirror_in_conversations(self):
+        """Post each message in its customer's conversation, created if needed.
+
+        Messages without a contact (a lead without one) have no conversation: the
+        customer's first reply creates it.
+        """
+        messages = self.sudo().filtered(
+            lambda m: m.partner_id and not m.channel_message_id
+        )
+        if not messages:
+            return
+        keys = {}
+        for message in messages:
+            keys.setdefault(
+                (message.account_id, message.partner_id), message._document()
+            )
+        conversations = self.env["discuss.channel"]._whatsapp_conversations(keys)
+        touched = self.env["discuss.channel"].sudo()
+        for message in messages:
+            channel = conversations[message.account_id, message.partner_id]
+            channel._whatsapp_remember_number(message)
+            message.channel_message_id = message._post_in_conversation(channel)
+            if message.direction == "inbound":
+                if not channel.whatsapp_user_id:
+                    channel._whatsapp_assign_default(message._document())
+                touched |= channel
+        # A customer's message reopens the window: the countdown restarts.
+        touched.invalidate_recordset(["whatsapp_window_expires_at"])
+        touched._whatsapp_push_state()
+        messages._push_new_chatter_messages()
+
+    def _post_in_conversation(self, channel):
+        """The copy in Discuss: by the customer, or by the user who sent it."""
+        self.ensure_one()
+        if self.direction == "inbound":
+            author = self.partner_id
+        else:
+            author = (self.author_id or self.env.user).partner_id
+        return (
+            channel.sudo()
+            .with_context(mail_notify_force_send=False)
+            ._whatsapp_post_copy(
+                body=self._chatter_body(),
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+                author_id=author.id,
+            )
+        )
+
+    # ------------------------------------------------------------------ bus
+
+    @api.model
+    def _chatter_audience(self, mail_message_ids):
+        """Who shows each chatter message: [(id, model, res_id, partner id)], the
+        partner being an internal follower of the document (None for a
+        conversation's copy, whose channel is the audience). One query."""
+        if not mail_message_ids:
+            return []
+        self.env["mail.message"].flush_model(["model", "res_id"])
+        self.env["mail.followers"].flush_model(["res_model", "res_id", "partner_id"])
+        self.env["res.users"].flush_model(["partner_id", "active", "share"])
+        self.env.cr.execute(
+            """
+            SELECT m.id, m.model, m.res_id, f.partner_id
+              FROM mail_message m
+         LEFT JOIN mail_followers f
+                ON m.model <> 'discuss.channel'
+               AND f.res_model = m.model AND f.res_id = m.res_id
+               AND EXISTS (SELECT 1 FROM res_users u
+                            WHERE u.partner_id = f.partner_id
+                              AND u.active AND NOT u.share)
+             WHERE m.id = ANY(%s)
+            """,
+            (list(mail_message_ids),),
+        )
+        return self.env.cr.fetchall()
+
+    def _sender_partners(self):
+        """{chatter message id: the sending user's partner} of outbound messages."""
+        senders = {}
+        for message in self.filtered(lambda m: m.direction == "outbound"):
+            user = message.author_id
+            if user and user.active and not user.share:
+                for mail_message in (
+                    message.mail_message_id,
+                    message.partner_mail_message_id,
+                ):
+                    if mail_message:
+                        senders[mail_message.id] = user.partner_id.id
+        return senders
+
+    def _push_chatter_bodies(self, bodies):
+        """Send refreshed bodies ({mail.message id: body}) to whoever shows them."""
+        if not bodies:
+            return
+        states = {}
+        for message in self:
+            for mail_message in (
+                message.mail_message_id,
+                message.partner_mail_message_id,
+                message.channel_message_id,
+            ):
+                if mail_message:
+                    states[mail_message.id] = message.state
+        values = {
+            mail_message_id: {
+                "id": mail_message_id,
+                "body": Markup(body),
+                "whatsapp_state": states.get(mail_message_id),
+            }
+            for mail_message_id, body in bodies.items()
+        }
+        channels, partners = defaultdict(set), defaultdict(set)
+        for mail_message_id, model, res_id, partner_id in self._chatter_audience(
+            list(bodies)
+        ):
+            if model == "discuss.channel":
+                channels[res_id].add(mail_message_id)
+            elif partner_id:
+                partners[partner_id].add(mail_message_id)
+        for mail_message_id, partner_id in self._sender_partners().items():
+            if mail_message_id in values:
+                partners[partner_id].add(mail_message_id)
+        targets = [
+            (self.env["discuss.channel"].browse(channel_id), ids)
+            for channel_id, ids in channels.items()
+        ] + [
+            (self.env["res.partner"].browse(partner_id), ids)
+            for partner_id, ids in partners.items()
+        ]
+        for target, ids in targets:
+            target._bus_send(
+                "mail.record/insert",
+                compat.store_payload("mail.message", [values[i] for i in sorted(ids)]),
+            )
+
+    def _push_new_chatter_messages(self):
+        """Tell the internal followers of the documents (and the senders) that
+        WhatsApp messages were posted in their chatters."""
+        by_id = {}
+        for message in self:
+            for mail_message in (
+                message.mail_message_id,
+                message.partner_mail_message_id,
+            ):
+                if mail_message:
+                    by_id[mail_message.id] = message
+        threads, partners = {}, defaultdict(set)
+        for mail_message_id, model, res_id, partner_id in self._chatter_audience(
+            list(by_id)
+        ):
+            threads[mail_message_id] = (model, res_id)
+            if partner_id:
+                partners[partner_id].add((model, res_id))
+        for mail_message_id, partner_id in self._sender_partners().items():
+            if mail_message_id in threads:
+                partners[partner_id].add(threads[mail_message_id])
+        for partner_id, keys in partners.items():
+            self.env["res.partner"].browse(partner_id)._bus_send(
+                CHATTER_MESSAGES,
+                {"threads": [{"model": m, "id": i} for m, i in sorted(keys)]},
+            )
