@@ -224,10 +224,11 @@ class DiscussChannel(models.Model):
     # ------------------------------------------------------------------ conversations
 
     @api.model
-    def _whatsapp_conversations(self, keys):
+    def _whatsapp_conversations(self, keys, create=True):
         """The conversations of ``keys``, {(account, partner): channel}, created when
-        missing. ``keys`` maps (account, partner) to the document the message
-        concerns (for the responsible), or None."""
+        missing unless ``create`` is False (then missing keys are left out).
+        ``keys`` maps (account, partner) to the document the message concerns (for
+        the responsible), or None."""
         Channel = self.sudo()
         accounts = self.env["whatsapp.account"].browse(
             {account.id for account, _partner in keys}
@@ -246,6 +247,8 @@ class DiscussChannel(models.Model):
             (channel.whatsapp_account_id, channel.whatsapp_partner_id): channel
             for channel in found
         }
+        if not create:
+            return result
         for (account, partner), record in keys.items():
             if (account, partner) not in result:
                 result[account, partner] = Channel._whatsapp_create(
@@ -571,8 +574,10 @@ class DiscussChannel(models.Model):
                 raise UserError(
                     self.env._("No WhatsApp account is set up for your companies.")
                 )
-            channel = self._whatsapp_conversations({(account, partner): record})[
-                account, partner
-            ]
+            created = self._whatsapp_conversations({(account, partner): record})
+            self.env["whatsapp.message"]._post_history(
+                created, exclude=self.env["whatsapp.message"]
+            )
+            channel = created[account, partner]
         # The caller opened it from a document they may read: they join it.
         return channel._whatsapp_open_action()

@@ -24,6 +24,9 @@ from odoo import api, models
 from ..tools import compat
 
 CHATTER_MESSAGES = "whatsapp_business/chatter_messages"
+# Earlier messages copied into a conversation when the customer's first message
+# creates it: enough to see what they answer to, bounded for a long history.
+HISTORY_ON_CREATE = 50
 
 
 class WhatsAppMessage(models.Model):
@@ -58,25 +61,39 @@ class WhatsAppMessage(models.Model):
         return None
 
     def _mirror_in_conversations(self):
-        """Post each message in its customer's conversation, created if needed.
+        """Post each message in its customer's conversation.
 
-        Messages without a contact (a lead without one) have no conversation: the
-        customer's first reply creates it.
+        A customer's message creates the conversation, with the history of earlier
+        messages (HISTORY_ON_CREATE); outbound messages only go into existing
+        ones: a campaign to thousands of contacts opens no conversation until
+        someone answers. Messages without a contact (a lead without one) have no
+        conversation: the customer's first reply creates it.
         """
         messages = self.sudo().filtered(
             lambda m: m.partner_id and not m.channel_message_id
         )
         if not messages:
             return
-        keys = {}
+        keys, opening = {}, {}
         for message in messages:
-            keys.setdefault(
-                (message.account_id, message.partner_id), message._document()
-            )
-        conversations = self.env["discuss.channel"]._whatsapp_conversations(keys)
+            key = (message.account_id, message.partner_id)
+            keys.setdefault(key, message._document())
+            if message.direction == "inbound":
+                opening[key] = keys[key]
+        Channel = self.env["discuss.channel"]
+        conversations = Channel._whatsapp_conversations(keys, create=False)
+        missing = {
+            key: record for key, record in opening.items() if key not in conversations
+        }
+        if missing:
+            created = Channel._whatsapp_conversations(missing)
+            conversations.update(created)
+            self._post_history(created, exclude=messages)
         touched = self.env["discuss.channel"].sudo()
         for message in messages:
-            channel = conversations[message.account_id, message.partner_id]
+            channel = conversations.get((message.account_id, message.partner_id))
+            if not channel:
+                continue
             channel._whatsapp_remember_number(message)
             message.channel_message_id = message._post_in_conversation(channel)
             if message.direction == "inbound":
@@ -88,13 +105,36 @@ class WhatsAppMessage(models.Model):
         touched._whatsapp_push_state()
         messages._push_new_chatter_messages()
 
-    def _post_in_conversation(self, channel):
+    @api.model
+    def _post_history(self, conversations, exclude):
+        """Copy the latest earlier messages of new conversations into them, oldest
+        first and dated as they were, so that opening one shows what was sent
+        before the customer answered (a campaign, a test message)."""
+        for (account, partner), channel in conversations.items():
+            history = self.sudo().search(
+                [
+                    ("account_id", "=", account.id),
+                    ("partner_id", "=", partner.id),
+                    ("channel_message_id", "=", False),
+                    ("id", "not in", exclude.ids),
+                    ("message_type", "!=", "reaction"),
+                ],
+                order="id desc",
+                limit=HISTORY_ON_CREATE,
+            )
+            for message in history.sorted("id"):
+                message.channel_message_id = message._post_in_conversation(
+                    channel, date=message.received_date or message.queued_date
+                )
+
+    def _post_in_conversation(self, channel, date=None):
         """The copy in Discuss: by the customer, or by the user who sent it."""
         self.ensure_one()
         if self.direction == "inbound":
             author = self.partner_id
         else:
             author = (self.author_id or self.env.user).partner_id
+        values = {"date": date} if date else {}
         return (
             channel.sudo()
             .with_context(mail_notify_force_send=False)
@@ -103,6 +143,7 @@ class WhatsAppMessage(models.Model):
                 message_type="comment",
                 subtype_xmlid="mail.mt_comment",
                 author_id=author.id,
+                **values,
             )
         )
 

@@ -196,8 +196,8 @@ class TestConversations(InboxCase):
         self.assertEqual(values["whatsapp_user_id"], self.user_a.id)
         self.assertTrue(values["whatsapp_window_expires_at"])
 
-    def test_outbound_from_a_lead_appears_in_the_conversation(self):
-        message = (
+    def send_from_lead(self, body):
+        return (
             self.env["whatsapp.message"]
             .with_user(self.user_a)
             ._queue_outbound(
@@ -207,16 +207,42 @@ class TestConversations(InboxCase):
                         "record": self.lead_a,
                         "partner": self.partner_a,
                         "phone": PHONE_A,
-                        "body": "Votre devis",
+                        "body": body,
                     }
                 ],
             )
         )
-        channel = self.conversation(self.partner_a)
+
+    def test_outbound_from_a_lead_appears_in_the_conversation(self):
+        channel = self.conversations_of(self.partner_a)
+        message = self.send_from_lead("Votre devis")
         self.assertEqual(message.channel_message_id, self.channel_messages(channel))
         self.assertEqual(message.channel_message_id.author_id, self.user_a.partner_id)
         self.assertIn("Votre devis", message.channel_message_id.body)
         self.assertEqual(message.mail_message_id.model, "crm.lead")
+
+    def test_a_send_opens_no_conversation_until_the_customer_answers(self):
+        """A campaign to many contacts must not open one conversation each; the
+        customer's answer opens it, with what was sent before, oldest first."""
+        first = self.send_from_lead("Votre devis")
+        second = self.send_from_lead("Le devis expire demain")
+        self.assertFalse(self.conversation(self.partner_a))
+        self.assertFalse(first.channel_message_id)
+        self.env["whatsapp.webhook.event"].sudo()._receive(
+            self.account_a,
+            self.inbound_from(PHONE_A.lstrip("+"), "wamid.ANSWER", text="D'accord").encode(),
+        )
+        self.env["whatsapp.webhook.event"].sudo()._cron_process_pending()
+        channel = self.conversation(self.partner_a)
+        self.assertEqual(len(channel), 1)
+        copies = self.channel_messages(channel)
+        self.assertEqual(
+            copies[:2], first.channel_message_id | second.channel_message_id
+        )
+        self.assertIn("D'accord", copies[2].body)
+        self.assertEqual(copies[2].author_id, self.partner_a)
+        # Dated as sent, so the thread reads in order.
+        self.assertEqual(copies[0].date, first.queued_date)
 
 
 @tagged("post_install", "-at_install")
