@@ -230,7 +230,9 @@ class TestConversations(InboxCase):
         self.assertFalse(first.channel_message_id)
         self.env["whatsapp.webhook.event"].sudo()._receive(
             self.account_a,
-            self.inbound_from(PHONE_A.lstrip("+"), "wamid.ANSWER", text="D'accord").encode(),
+            self.inbound_from(
+                PHONE_A.lstrip("+"), "wamid.ANSWER", text="D'accord"
+            ).encode(),
         )
         self.env["whatsapp.webhook.event"].sudo()._cron_process_pending()
         channel = self.conversation(self.partner_a)
