@@ -32,3 +32,5 @@ def test_free_messages():
     assert not is_free("marketing", "regular")
     assert not is_free("authentication", None)
     assert not is_free("UTILITY", "REGULAR")
+    # Meta's type wins over the category: a service message it bills is billed.
+    assert not is_free("service", "regular")

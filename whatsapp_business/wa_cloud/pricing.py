@@ -123,7 +123,13 @@ def market_for_number(number: str | None) -> str | None:
 
 
 def is_free(category: str | None, pricing_type: str | None) -> bool:
-    """Whether Meta charges nothing for a message with this pricing."""
-    if (pricing_type or "").lower().startswith(FREE_TYPE_PREFIX):
-        return True
+    """Whether Meta charges nothing for a message with this pricing.
+
+    Meta's own ``type`` decides when the webhook has one: a service message of
+    type "regular" is billed (Meta can change which messages are free, as BSPs
+    report for October 2026; the cost then comes from a "service" line of the
+    rate card). Only webhooks without a type fall back on the category.
+    """
+    if pricing_type:
+        return pricing_type.lower().startswith(FREE_TYPE_PREFIX)
     return (category or "").lower() in FREE_CATEGORIES
