@@ -147,6 +147,28 @@ class WhatsAppMessage(models.Model):
             )
         )
 
+    # ------------------------------------------------------------------ chat
+
+    def _mirror_reaction(self):
+        """Show the customer's reaction (``reaction_emoji``) on the copies of
+        these messages in their conversations. Called by the webhook processor
+        when a reaction arrives."""
+        for message in self.sudo().filtered("channel_message_id"):
+            if not message.partner_id:
+                continue
+            message.channel_message_id._whatsapp_show_customer_reaction(
+                message.partner_id, message.reaction_emoji or ""
+            )
+
+    @api.model
+    def _inbox_reply_to(self, post):
+        """The message an agent's reply quotes: the WhatsApp message of the
+        conversation's message it answers (Discuss's reply-to), if any."""
+        parent = post.parent_id
+        if not parent:
+            return self.browse()
+        return self.sudo().search([("channel_message_id", "=", parent.id)], limit=1)
+
     # ------------------------------------------------------------------ bus
 
     @api.model
