@@ -51,3 +51,71 @@ registry.category("web_tour.tours").add("whatsapp_business_inbox_tour", {
         },
     ],
 });
+
+/*
+ * Chatting in the inbox (test_tours.py, test_inbox_chat_tour): the salesperson
+ * opens the conversation; while it is open the customer writes again (the test
+ * processes their webhook when Discuss marks the conversation as seen) and the
+ * message appears live. The salesperson answers with buttons from the
+ * conversation's "Template / Buttons" action; Meta's "read" status (processed by
+ * the test after the send) turns the tick blue without a reload.
+ */
+const LIVE = "Le toit fuit encore ce matin";
+const BUTTONS = "Quand pouvons-nous passer ?";
+
+registry.category("web_tour.tours").add("whatsapp_business_inbox_chat_tour", {
+    steps: () => [
+        {
+            content: "Open the conversation",
+            trigger: `.o-mail-DiscussSidebarChannel:contains('${CUSTOMER}')`,
+            run: "click",
+        },
+        {
+            content: "The customer's first message",
+            trigger: `.o-mail-Message:contains('${INBOUND}')`,
+        },
+        {
+            content: "Their new message arrives while the conversation is open",
+            trigger: `.o-mail-Message:contains('${LIVE}')`,
+        },
+        {
+            content: "Answer with buttons",
+            trigger: "button[name='whatsapp-send-template']",
+            run: "click",
+        },
+        {
+            content: "The composer opens in buttons mode",
+            trigger: ".modal div[name='mode'] input[data-value='interactive']:checked",
+        },
+        {
+            trigger: ".modal div[name='body'] textarea",
+            run: `edit ${BUTTONS}`,
+        },
+        {
+            content: "Add a button",
+            trigger: ".modal div[name='choice_ids'] .o_field_x2many_list_row_add a",
+            run: "click",
+        },
+        {
+            trigger: ".modal div[name='choice_ids'] .o_data_row [name='title'] input",
+            run: "edit Lundi",
+        },
+        {
+            content: "Send",
+            trigger: ".modal button[name='action_send']",
+            run: "click",
+        },
+        {
+            content: "The buttons are in the conversation",
+            trigger: `.o-mail-Message:contains('${BUTTONS}'):contains('Lundi')`,
+        },
+        {
+            content: "With their delivery tick",
+            trigger: `.o-mail-Message:contains('${BUTTONS}') .o-whatsapp-MessageState`,
+        },
+        {
+            content: "The customer read them: the tick turns blue, without a reload",
+            trigger: `.o-mail-Message:contains('${BUTTONS}') .o-whatsapp-MessageState[data-state='read']`,
+        },
+    ],
+});
