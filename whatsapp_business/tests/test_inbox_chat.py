@@ -206,9 +206,22 @@ class TestQuotedRepliesAndButtons(InboxChatCase):
             )
         )
         self.assertEqual(composer.mode, "interactive")
+        mark = self.bus_mark()
         composer.action_send()
         sent = self.mine([("message_type", "=", "interactive")])
         self.assertEqual(len(sent), 1)
         copy = sent.channel_message_id
         self.assertEqual((copy.model, copy.res_id), ("discuss.channel", channel.id))
         self.assertIn("Lundi", copy.body)
+        # Its tick goes to the open conversation with it.
+        pushed = [
+            row
+            for model, target, kind, payload in self.bus_since(mark)
+            if (model, target, kind)
+            == ("discuss.channel", channel.id, "mail.record/insert")
+            for row in payload.get("mail.message", [])
+        ]
+        self.assertIn(
+            {"id": copy.id, "whatsapp_state": "queued", "whatsapp_failure": False},
+            pushed,
+        )
