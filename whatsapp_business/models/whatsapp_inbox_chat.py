@@ -34,7 +34,7 @@ class MailMessage(models.Model):
                 ("partner_mail_message_id", "in", self.ids),
             ]
         )
-        links = {}
+        links, ids = {}, set(self.ids)
         for message in found:
             for field in (
                 "channel_message_id",
@@ -42,7 +42,7 @@ class MailMessage(models.Model):
                 "partner_mail_message_id",
             ):
                 mail_message_id = message[field].id
-                if mail_message_id in self.ids:
+                if mail_message_id in ids:
                     links.setdefault(mail_message_id, message)
         return links
 
