@@ -19,3 +19,4 @@ from . import whatsapp_pricing_rate
 from . import whatsapp_message_reporting
 from . import discuss_channel
 from . import whatsapp_message_inbox
+from . import whatsapp_inbox_chat

@@ -386,7 +386,9 @@ class DiscussChannel(models.Model):
         }
 
     def action_whatsapp_send_template(self):
-        """The composer in template mode, for the customer's open lead or contact."""
+        """The composer for the customer's open lead or contact: buttons or a list
+        while the 24-hour window is open, a template otherwise. What it sends
+        appears in the conversation (whatsapp.message._queue_outbound)."""
         self.ensure_one()
         self._whatsapp_check_agent()
         record = self._whatsapp_document()
@@ -394,7 +396,7 @@ class DiscussChannel(models.Model):
             raise UserError(self.env._("This conversation has no customer any more."))
         return {
             "type": "ir.actions.act_window",
-            "name": self.env._("Send a WhatsApp Template"),
+            "name": self.env._("Send a WhatsApp Template or Buttons"),
             "res_model": "whatsapp.composer",
             "view_mode": "form",
             "views": [(False, "form")],
@@ -404,7 +406,9 @@ class DiscussChannel(models.Model):
                 "active_id": record.id,
                 "active_ids": record.ids,
                 "default_account_id": self.whatsapp_account_id.id,
-                "default_mode": "template",
+                "default_mode": "interactive"
+                if self.whatsapp_window_open
+                else "template",
             },
         }
 
@@ -475,6 +479,10 @@ class DiscussChannel(models.Model):
             "inbox_message": message,
         }
         items = [dict(recipient, **item) for item in plan]
+        # Discuss's reply-to: the first message sent quotes the one answered.
+        quoted = self.env["whatsapp.message"]._inbox_reply_to(message)
+        if quoted and quoted.account_id == self.whatsapp_account_id:
+            items[0]["reply_to"] = quoted
         # As the agent, through the one outbound path: their rights, their name.
         self.env["whatsapp.message"].sudo(False)._queue_outbound(
             self.whatsapp_account_id, items

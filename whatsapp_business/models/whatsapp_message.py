@@ -186,7 +186,10 @@ class WhatsAppMessage(models.Model):
     mail_message_id = fields.Many2one(
         "mail.message", readonly=True, index="btree_not_null"
     )
-    partner_mail_message_id = fields.Many2one("mail.message", readonly=True)
+    # Indexed: the Discuss client's message data looks up the state (ticks).
+    partner_mail_message_id = fields.Many2one(
+        "mail.message", readonly=True, index="btree_not_null"
+    )
     # Its copy in the customer's conversation in Discuss (whatsapp_message_inbox.py).
     channel_message_id = fields.Many2one(
         "mail.message", readonly=True, index="btree_not_null", copy=False

@@ -52,6 +52,7 @@ class WhatsAppMessage(models.Model):
         replies.filtered("channel_message_id")._refresh_chatter()
         replies._push_new_chatter_messages()
         copies._mirror_in_conversations()
+        copies._push_inbox_states()  # the new copies' ticks
         return messages
 
     def _document(self):
@@ -147,6 +148,47 @@ class WhatsAppMessage(models.Model):
             )
         )
 
+    # ------------------------------------------------------------------ chat
+
+    def _mirror_reaction(self):
+        """Show the customer's reaction (``reaction_emoji``) on the copies of
+        these messages in their conversations. Called by the webhook processor
+        when a reaction arrives."""
+        for message in self.sudo().filtered("channel_message_id"):
+            if not message.partner_id:
+                continue
+            message.channel_message_id._whatsapp_show_customer_reaction(
+                message.partner_id, message.reaction_emoji or ""
+            )
+
+    def _push_inbox_states(self):
+        """Send the ticks of outbound messages just copied into conversations:
+        Discuss's new-message notification is built before the copy is linked."""
+        by_channel = defaultdict(list)
+        for message in self.sudo().filtered("channel_message_id"):
+            copy = message.channel_message_id
+            if message.direction == "outbound" and copy.model == "discuss.channel":
+                by_channel[copy.res_id].append(
+                    {
+                        "id": copy.id,
+                        "whatsapp_state": message.state,
+                        "whatsapp_failure": message.failure_title or False,
+                    }
+                )
+        for channel_id, values in by_channel.items():
+            self.env["discuss.channel"].browse(channel_id)._bus_send(
+                "mail.record/insert", compat.store_payload("mail.message", values)
+            )
+
+    @api.model
+    def _inbox_reply_to(self, post):
+        """The message an agent's reply quotes: the WhatsApp message of the
+        conversation's message it answers (Discuss's reply-to), if any."""
+        parent = post.parent_id
+        if not parent:
+            return self.browse()
+        return self.sudo().search([("channel_message_id", "=", parent.id)], limit=1)
+
     # ------------------------------------------------------------------ bus
 
     @api.model
@@ -193,7 +235,7 @@ class WhatsAppMessage(models.Model):
         """Send refreshed bodies ({mail.message id: body}) to whoever shows them."""
         if not bodies:
             return
-        states = {}
+        states, failures = {}, {}
         for message in self:
             for mail_message in (
                 message.mail_message_id,
@@ -202,11 +244,13 @@ class WhatsAppMessage(models.Model):
             ):
                 if mail_message:
                     states[mail_message.id] = message.state
+                    failures[mail_message.id] = message.failure_title or False
         values = {
             mail_message_id: {
                 "id": mail_message_id,
                 "body": Markup(body),
                 "whatsapp_state": states.get(mail_message_id),
+                "whatsapp_failure": failures.get(mail_message_id, False),
             }
             for mail_message_id, body in bodies.items()
         }

@@ -352,6 +352,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             return False
         target.write({"reaction_emoji": reaction.body or False, "reaction_date": when})
         target._refresh_chatter()
+        target._mirror_reaction()  # on the conversation's copy (the inbox)
         return True
 
     @api.model

@@ -20,14 +20,28 @@ import os
 import pathlib
 import re
 import shutil
+import time
 import unittest
 from unittest.mock import patch
 
+from odoo.sql_db import db_connect
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests import common as odoo_test_common
 from odoo.tests.common import ChromeBrowser
+from odoo.tools import SQL
 
-from .common import IN_CI, MOBILE, PHONE_A, WA_ID_A, WhatsAppMixin, mock_gateway
+from odoo.addons.bus.models.bus import ODOO_NOTIFY_FUNCTION, get_notify_payloads
+
+from .common import (
+    IN_CI,
+    MOBILE,
+    PHONE_A,
+    WA_ID_A,
+    WhatsAppMixin,
+    messages_entry,
+    mock_gateway,
+    webhook_body,
+)
 
 try:
     import websocket
@@ -54,6 +68,8 @@ BROWSER_START_SECONDS = 60
 MESSAGE_BODY = "Hello Amélie, your quote is ready. Can we call you tomorrow?"
 INBOX_INBOUND = "Bonjour, le toit fuit encore"
 INBOX_REPLY = "Merci, nous passons demain matin"
+INBOX_LIVE = "Le toit fuit encore ce matin"
+INBOX_BUTTONS = "Quand pouvons-nous passer ?"
 
 
 def browser_missing_reason():
@@ -313,3 +329,136 @@ class TestTours(WhatsAppMixin, HttpCase):
         self.assertEqual(
             reply.channel_message_id.res_id, inbound.channel_message_id.res_id
         )
+
+    def test_inbox_chat_tour(self):
+        """Chatting in the inbox: a customer message arrives live, the salesperson
+        answers with buttons from the conversation, the read tick follows."""
+        salesperson = new_test_user(
+            self.env,
+            login="wa_tour_chat",
+            name="Sofia Martin",
+            groups="sales_team.group_sale_salesman",
+        )
+        account = self.env["whatsapp.account"].create(
+            {
+                "name": "Agency number",
+                "phone_number_id": "109000000000998",
+                "waba_id": "104000000000998",
+                "access_token": "EAAtour-chat-token",
+                "app_secret": "tour-chat-secret",
+                "inbox_user_id": salesperson.id,
+            }
+        )
+        partner = self.env["res.partner"].create(
+            {"name": "Amélie Dupont", MOBILE: PHONE_A}
+        )
+        first = self.open_window(account, PHONE_A)
+        first.write({"partner_id": partner.id, "body": INBOX_INBOUND})
+        first._mirror_in_conversations()
+        channel = first.channel_message_id.res_id
+        Member = self.registry["discuss.channel.member"]
+        Composer = self.registry["whatsapp.composer"]
+        mark_as_read, action_send = Member._mark_as_read, Composer.action_send
+        arrived = []
+
+        def deliver(env, body):
+            # In the request: the cron's own transactions cannot run in a tour.
+            events = env["whatsapp.webhook.event"].sudo()
+            events._receive(account, body.encode())._process()
+            wake_bus(env)
+
+        def seen(member, last_message_id, *args, **kwargs):
+            result = mark_as_read(member, last_message_id, *args, **kwargs)
+            # The customer writes while the salesperson has the conversation open.
+            if member.channel_id.id == channel and not arrived:
+                arrived.append(last_message_id)
+                deliver(member.env, inbound_body(account, "wamid.TOUR-LIVE"))
+            return result
+
+        def send(composer):
+            result = action_send(composer)
+            sent = (
+                composer.env["whatsapp.message"]
+                .sudo()
+                .search(
+                    [
+                        ("account_id", "=", account.id),
+                        ("message_type", "=", "interactive"),
+                    ]
+                )
+            )
+            # Meta accepted it, then the customer read it.
+            sent.write({"state": "sent", "wamid": "wamid.TOUR-BUTTONS"})
+            deliver(composer.env, read_body(account, "wamid.TOUR-BUTTONS"))
+            return result
+
+        with (
+            patch.object(Member, "_mark_as_read", seen),
+            patch.object(Composer, "action_send", send),
+        ):
+            self.run_tour("whatsapp_business_inbox_chat_tour", "wa_tour_chat")
+
+        self.env.invalidate_all()
+        live = self.env["whatsapp.message"].search([("wamid", "=", "wamid.TOUR-LIVE")])
+        self.assertEqual(live.channel_message_id.res_id, channel)
+        # Opening the conversation showed the customer it was read.
+        self.assertEqual(first.read_receipt_state, "pending")
+        buttons = self.env["whatsapp.message"].search(
+            [("account_id", "=", account.id), ("message_type", "=", "interactive")]
+        )
+        self.assertEqual(buttons.state, "read")
+        self.assertEqual(buttons.body, INBOX_BUTTONS)
+        self.assertEqual(buttons.author_id, salesperson)
+        self.assertEqual(buttons.channel_message_id.res_id, channel)
+
+
+def wake_bus(env):
+    """Tell the open clients that bus notifications wait, as the commit of a
+    request does: Odoo's test cursor drops the post-commit hooks that would (the
+    clients' websocket reads the notifications once the request is done)."""
+    channels = env.cr.postcommit.data.get("bus.bus.channels")
+    if not channels:
+        return
+    with db_connect("postgres").cursor() as cr:
+        for payload in get_notify_payloads(list(channels)):
+            cr.execute(
+                SQL(
+                    "SELECT %s('imbus', %s)",
+                    SQL.identifier(ODOO_NOTIFY_FUNCTION),
+                    payload,
+                )
+            )
+
+
+def inbound_body(account, wamid):
+    return webhook_body(
+        messages_entry(
+            account,
+            messages=[
+                {
+                    "from": WA_ID_A,
+                    "id": wamid,
+                    "timestamp": str(int(time.time())),
+                    "type": "text",
+                    "text": {"body": INBOX_LIVE},
+                }
+            ],
+            contacts=[{"profile": {"name": "Amélie Dupont"}, "wa_id": WA_ID_A}],
+        )
+    )
+
+
+def read_body(account, wamid):
+    return webhook_body(
+        messages_entry(
+            account,
+            statuses=[
+                {
+                    "id": wamid,
+                    "status": "read",
+                    "timestamp": str(int(time.time())),
+                    "recipient_id": WA_ID_A,
+                }
+            ],
+        )
+    )

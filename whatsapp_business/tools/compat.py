@@ -129,6 +129,19 @@ def store_payload(model_name, values_list):
     return Store(model_name, list(values_list)).get_result()
 
 
+def store_add_values(store, model_name, values_list):
+    """Add plain values (each with its ``id``) of one Discuss model to ``store``.
+
+    Odoo 18's Store takes (model name, values); Odoo 19's ``add_model_values``.
+    """
+    if hasattr(store, "add_model_values"):
+        for values in values_list:
+            store.add_model_values(model_name, values)
+    else:
+        store.add(model_name, list(values_list))
+    return store
+
+
 def store_attrs(names, value, predicate):
     """Odoo 19's ``Store.Attr`` descriptions of computed channel values.
 

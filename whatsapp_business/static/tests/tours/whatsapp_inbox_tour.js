@@ -1,6 +1,7 @@
 /** @odoo-module **/
 
 import { registry } from "@web/core/registry";
+import { session } from "@web/session";
 
 /*
  * The WhatsApp inbox in Discuss (test_tours.py, test_inbox_tour): the responsible
@@ -48,6 +49,99 @@ registry.category("web_tour.tours").add("whatsapp_business_inbox_tour", {
         {
             content: "The reply is in the conversation, queued for WhatsApp",
             trigger: `.o-mail-Message:contains('${REPLY}') .o_whatsapp_state_queued`,
+        },
+    ],
+});
+
+/*
+ * Chatting in the inbox (test_tours.py, test_inbox_chat_tour): the salesperson
+ * opens the conversation; while it is open the customer writes again (the test
+ * processes their webhook when Discuss marks the conversation as seen) and the
+ * message appears live. The salesperson answers with buttons from the
+ * conversation's "Template / Buttons" action; Meta's "read" status (processed by
+ * the test after the send) shows as the blue tick of the message once loaded.
+ */
+const LIVE = "Le toit fuit encore ce matin";
+const BUTTONS = "Quand pouvons-nous passer ?";
+// What comes over the bus may wait for the websocket to reconnect (a loaded test
+// machine drops it at times; it then receives what it missed).
+const BUS_WAIT = 30000;
+
+registry.category("web_tour.tours").add("whatsapp_business_inbox_chat_tour", {
+    steps: () => [
+        {
+            content: "Open the conversation",
+            trigger: `.o-mail-DiscussSidebarChannel:contains('${CUSTOMER}')`,
+            run: "click",
+        },
+        {
+            content: "The customer's first message",
+            trigger: `.o-mail-Message:contains('${INBOUND}')`,
+        },
+        {
+            content: "Their new message arrives while the conversation is open",
+            trigger: `.o-mail-Message:contains('${LIVE}')`,
+            timeout: BUS_WAIT,
+        },
+        {
+            content: "Answer with buttons",
+            trigger: "button[name='whatsapp-send-template']",
+            run: "click",
+        },
+        {
+            content: "The composer opens in buttons mode",
+            trigger: ".modal div[name='mode'] input[data-value='interactive']:checked",
+        },
+        {
+            trigger: ".modal div[name='body'] textarea",
+            run: `edit ${BUTTONS}`,
+        },
+        {
+            content: "Add a button",
+            trigger: ".modal div[name='choice_ids'] .o_field_x2many_list_row_add a",
+            run: "click",
+        },
+        {
+            trigger: ".modal div[name='choice_ids'] .o_data_row [name='title'] input",
+            run: "edit Lundi",
+        },
+        {
+            content: "Send",
+            trigger: ".modal button[name='action_send']",
+            run: "click",
+        },
+        {
+            content: "The composer is closed",
+            trigger: "body:not(:has(.modal))",
+        },
+        // Odoo's test server drops the post-commit bus signal and a loaded test
+        // machine may lose the websocket, which the reply's notifications then
+        // miss: the page is reloaded, and the conversation shows what was sent
+        // with its state as loaded from the server (the status pushes themselves
+        // are asserted in test_inbox_chat.py and test_whatsapp_inbox.py).
+        {
+            content: "Reload",
+            trigger: `.o-mail-DiscussSidebarChannel:contains('${CUSTOMER}')`,
+            run() {
+                window.location.reload();
+            },
+            // Odoo 19 wants page reloads declared; Odoo 18 refuses the key.
+            ...(session.server_version_info?.[0] >= 19 ? { expectUnloadPage: true } : {}),
+        },
+        {
+            content: "The buttons are in the conversation",
+            trigger: `.o-mail-Message:contains('${BUTTONS}'):contains('Lundi')`,
+            timeout: BUS_WAIT,
+        },
+        {
+            content: "With their delivery tick",
+            trigger: `.o-mail-Message:contains('${BUTTONS}') .o-whatsapp-MessageState`,
+            timeout: BUS_WAIT,
+        },
+        {
+            content: "The customer read them: the tick turns blue, without a reload",
+            trigger: `.o-mail-Message:contains('${BUTTONS}') .o-whatsapp-MessageState[data-state='read']`,
+            timeout: BUS_WAIT,
         },
     ],
 });
