@@ -16,3 +16,4 @@ from . import test_admin_toolkit
 from . import test_webhook_inbox
 from . import test_chat_actions
 from . import test_whatsapp_inbox
+from . import test_inbound_batching
