@@ -3,12 +3,13 @@
     odoo-bin shell -d DB --no-http < benchmarks/bench_inbox_ab.py
 
 In one Odoo shell (no server, so no cron worker competes): rounds of 200 inbound
-texts from 100 new customers (message, contact, lead, chatter) are processed by
-``whatsapp.webhook.event._cron_process_pending``, alternately with the copy in
-the Discuss conversation (the product) and with ``_mirror_in_conversations``
+texts from 100 new customers (message, contact, lead, chatter, and conversation
+created), then 200 more from the same, now returning, customers, are processed
+by ``whatsapp.webhook.event._cron_process_pending``, alternately with the copy
+in the Discuss conversation (the product) and with ``_mirror_in_conversations``
 replaced by a no-op in this process only (the reference: the same path without
 the inbox; no product setting turns the inbox off). Alternating rounds share the
-machine's load. Prints messages/s of each and the ratio; everything it creates
+machine's load. Prints messages/s of each and the ratios; everything it creates
 is committed (use a scratch database).
 """
 
@@ -54,7 +55,7 @@ def run_round(mirror, prefix):
             "messages": [
                 {
                     "from": number,
-                    "id": f"wamid.AB{prefix}.{base}.{i}",
+                    "id": f"wamid.AB{prefix}.{mirror:d}.{base}.{i}",
                     "timestamp": str(base + i),
                     "type": "text",
                     "text": {"body": f"hola {i}"},
@@ -77,15 +78,21 @@ def run_round(mirror, prefix):
 
 
 prefixes = random.sample(range(100, 1000), 2 * ROUNDS)
-with_inbox, without = [], []
+rates = {(mirror, kind): [] for mirror in (True, False) for kind in ("new", "back")}
 for index in range(ROUNDS):
-    without.append(run_round(False, prefixes[2 * index]))
-    with_inbox.append(run_round(True, prefixes[2 * index + 1]))
-result = {
-    "with_inbox_per_s": [round(x, 1) for x in with_inbox],
-    "without_inbox_per_s": [round(x, 1) for x in without],
-    "median_with": round(statistics.median(with_inbox), 1),
-    "median_without": round(statistics.median(without), 1),
-}
-result["ratio"] = round(result["median_with"] / result["median_without"], 3)
+    for side, mirror in enumerate((False, True)):
+        prefix = prefixes[2 * index + side]
+        rates[mirror, "new"].append(run_round(mirror, prefix))
+        rates[mirror, "back"].append(run_round(mirror, prefix))
+result = {}
+for kind in ("new", "back"):
+    with_inbox = statistics.median(rates[True, kind])
+    without = statistics.median(rates[False, kind])
+    result[kind] = {
+        "with_inbox_per_s": [round(x, 1) for x in rates[True, kind]],
+        "without_inbox_per_s": [round(x, 1) for x in rates[False, kind]],
+        "median_with": round(with_inbox, 1),
+        "median_without": round(without, 1),
+        "ratio": round(with_inbox / without, 3),
+    }
 print("BENCH_INBOX_AB " + json.dumps(result))
