@@ -25,7 +25,10 @@ e. statuses applied per second end to end: 3,000 statuses in 50-status bodies,
 f. inbound texts fully processed per second (message, contact, lead, chatter),
    one text per POST for 10 s from 200 customers, from the first POST to an empty
    inbox until it is empty; then the same with two cron workers
-   (``--max-cron-threads 2``), whose ratio to one worker is reported.
+   (``--max-cron-threads 2``), whose ratio to one worker is reported; then, when
+   the OCA peer ``mail_gateway_whatsapp`` is installed in the database (its
+   addons added to the addons path of ODOO_TEST_CONFIG), the same texts to the
+   peer's webhook on the same server.
 
 The statuses of (a), (b) and (e) target real outbound messages linked to chatter
 messages (so each status does the work a production one does). Prints a table
@@ -537,6 +540,95 @@ action = {{'wamids': messages.mapped('wamid')}}
         self.results.setdefault("inbound", {})[f"cron_{self.cron_threads}"] = result
         return result
 
+    def peer_installed(self) -> bool:
+        return bool(
+            self.rpc(
+                "ir.module.module",
+                "search_count",
+                [("name", "=", "mail_gateway_whatsapp"), ("state", "=", "installed")],
+            )
+        )
+
+    def measure_peer(self):
+        """The OCA peer (mail_gateway_whatsapp) on the same server and load: the
+        same inbound texts for 10 s, one client, to its webhook route, which
+        processes each in its request (contact or guest, gateway conversation,
+        message; no lead, no chatter); processed/s from the first POST to the
+        last response, counted in the database."""
+        tag = os.urandom(3).hex()
+        secret = os.urandom(16).hex()
+        key = "benchpeer" + tag
+        self.rpc(
+            "mail.gateway",
+            "create",
+            {
+                "name": f"Bench peer {tag}",
+                "token": "EAApeer" + tag,
+                "gateway_type": "whatsapp",
+                "webhook_key": key,
+                "webhook_secret": secret,
+                "integrated_webhook_state": "integrated",
+                "whatsapp_security_key": tag,
+                "whatsapp_from_phone": "15550000000",
+            },
+        )
+        url = f"{self.server.url}/gateway/whatsapp/{key}/update"
+        counter = {"n": 0}
+        lock = threading.Lock()
+
+        def request():
+            with lock:
+                index = counter["n"]
+                counter["n"] += 1
+            number = f"5491140{index % INBOUND_CUSTOMERS:06d}"
+            value = {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550000000"},
+                "contacts": [{"profile": {"name": f"Par {number}"}, "wa_id": number}],
+                "messages": [
+                    {
+                        "from": number,
+                        "id": f"wamid.BENCHPEER{tag}{index:08d}",
+                        "timestamp": str(int(time.time())),
+                        "type": "text",
+                        "text": {"body": f"peer{tag} consulta {index}"},
+                    }
+                ],
+            }
+            body = {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {"id": "1", "changes": [{"field": "messages", "value": value}]}
+                ],
+            }
+            raw = json.dumps(body).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign_body(raw, secret),
+            }
+            return ("POST", url, raw, headers)
+
+        began = time.monotonic()
+        count, _elapsed, latencies, errors = run_clients(request, 1, INBOUND_SECONDS)
+        elapsed = time.monotonic() - began
+        counted = run_code(
+            self.rpc,
+            "mail.message",
+            "action = {'n': env['mail.message'].sudo().search_count("
+            f"[('body', 'like', 'peer{tag} consulta')])}}",
+        )
+        processed = counted["n"]
+        result = {
+            "posts": count,
+            "processed": processed,
+            "errors": len(errors),
+            "elapsed_s": round(elapsed, 2),
+            "per_s": round(processed / elapsed, 1),
+            "post_p50_ms": round(1000 * percentile(latencies, 50), 1),
+        }
+        self.results["peer"] = result
+        return result
+
     def wait_inbox_empty(self, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -738,6 +830,16 @@ def table(runs):
         TARGETS["two_crons_ratio"],
         "{:.2f}",
     )
+    add(
+        "f. OCA peer inbound texts processed/s",
+        lambda r: r["peer"]["per_s"],
+    )
+    add(
+        "f. ratio 1 cron worker / OCA peer",
+        lambda r: r["inbound"]["cron_1"]["per_s"] / r["peer"]["per_s"],
+        3.0,
+        fmt="{:.2f}",
+    )
     add("c. sends/s first-to-last accepted", lambda r: r["send"]["first_to_last_per_s"])
     add(
         "c. ratio of 80/s, first-to-last",
@@ -812,7 +914,8 @@ def main(argv=None):
     parser.add_argument(
         "--skip",
         default="",
-        help="comma separated measures to leave out: send, inbound",
+        help="comma separated measures to leave out: send, webhooks, memory, "
+        "inbound, peer",
     )
     args = parser.parse_args(argv)
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
@@ -847,10 +950,12 @@ def main(argv=None):
                 if "send" not in skip:
                     print(f"[{mode}] server up, measuring sends...", flush=True)
                     bench.measure_send()
-                print(f"[{mode}] webhooks...", flush=True)
-                bench.measure_webhooks()
-                print(f"[{mode}] memory...", flush=True)
-                bench.measure_memory()
+                if "webhooks" not in skip:
+                    print(f"[{mode}] webhooks...", flush=True)
+                    bench.measure_webhooks()
+                if "memory" not in skip:
+                    print(f"[{mode}] memory...", flush=True)
+                    bench.measure_memory()
                 if "inbound" not in skip:
                     print(f"[{mode}] inbound, one cron worker...", flush=True)
                     bench.measure_inbound()
@@ -860,6 +965,9 @@ def main(argv=None):
                     bench.setup(cron_threads=2)
                     print(f"[{mode}] inbound, two cron workers...", flush=True)
                     bench.measure_inbound()
+                if "peer" not in skip and bench.peer_installed():
+                    print(f"[{mode}] OCA peer...", flush=True)
+                    bench.measure_peer()
             except Exception as exc:  # report what was measured
                 bench.results["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"[{mode}] failed: {bench.results['error']}", file=sys.stderr)
@@ -876,6 +984,7 @@ def main(argv=None):
     total = time.monotonic() - started
     report = {
         "machine": machine_info(),
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         "odoo": instance.odoo_version,
         "database": "reused" if instance.reused_db else "fresh",
         "settings": {
@@ -896,7 +1005,7 @@ def main(argv=None):
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print()
-    print(table([run for run in runs if "webhooks" in run or "send" in run]))
+    print(table([run for run in runs if {"webhooks", "send", "inbound"} & set(run)]))
     print(
         f"\n{report['machine']['cores']} cores, {report['machine']['cpu']}; "
         f"total {total:.0f}s; results in {args.out}"

@@ -1,5 +1,6 @@
 import functools
 import logging
+from collections import defaultdict
 
 import psycopg2
 from psycopg2 import IntegrityError
@@ -115,6 +116,19 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                 if isinstance(item, wa_events.InboundMessage) and item.wamid
             }
         )
+        # The senders' contacts, found or created for the whole batch at once.
+        partners = self._match_partners(
+            [
+                (account, item)
+                for _event, account, item in work
+                if isinstance(item, wa_events.InboundMessage)
+                and item.wamid
+                and (account.id, item.wamid) not in stored
+            ]
+        )
+        # Inbound messages stored by this batch, copied into the conversations
+        # once every item is applied (one lookup and one push per conversation).
+        posted = []
         for event_id, account, item in work:
             outcome = outcomes[event_id]
             handler = handlers.get(type(item))
@@ -127,7 +141,17 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                     continue
                 # Two bodies of one sender are never in two workers (ordering
                 # keys), and the batch remembers what it stored (below).
-                handler = functools.partial(self._handle_inbound, known_new=True)
+                handler = functools.partial(
+                    self._handle_inbound,
+                    known_new=True,
+                    mirror=posted,
+                    event_id=event_id,
+                    **(
+                        {"partner": partners[_sender_key(account, item)]}
+                        if _sender_key(account, item) in partners
+                        else {}
+                    ),
+                )
             try:
                 with self.env.cr.savepoint():
                     handled = handler(account, item)
@@ -144,6 +168,35 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             if isinstance(item, wa_events.InboundMessage) and item.wamid:
                 stored.add((account.id, item.wamid))
             outcome["handled" if handled else "ignored"] += 1
+        if posted:
+            self._mirror_posted(posted, outcomes)
+
+    @api.model
+    def _mirror_posted(self, posted, outcomes):
+        """Copy the batch's inbound messages into their conversations, in arrival
+        order; if the batch fails, message by message so that one bad message
+        never hides the others (its event fails and says why)."""
+        messages = self.env["whatsapp.message"].browse([m.id for _e, m in posted])
+        try:
+            with self.env.cr.savepoint():
+                messages._mirror_in_conversations()
+            return
+        except psycopg2.errors.TransactionRollbackError:
+            raise
+        except Exception:  # noqa: BLE001 - retried one by one below
+            _logger.info("WhatsApp inbox: batch copy failed, copying one by one")
+        for event_id, message in posted:
+            try:
+                with self.env.cr.savepoint():
+                    message._mirror_in_conversations()
+            except psycopg2.errors.TransactionRollbackError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any item error is kept
+                _logger.exception(
+                    "WhatsApp webhook event %s: the conversation copy failed",
+                    event_id,
+                )
+                outcomes[event_id]["errors"].append(f"InboundMessage: {exc}")
 
     @api.model
     def _stored_wamids(self, keys):
@@ -243,9 +296,13 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     # ------------------------------------------------------------------ inbound
 
     @api.model
-    def _handle_inbound(self, account, item, known_new=False):
+    def _handle_inbound(
+        self, account, item, known_new=False, partner=None, mirror=None, event_id=None
+    ):
         """Store an inbound message and post it; ``known_new`` when the batch
-        already checked that its wamid is not stored."""
+        already checked that its wamid is not stored, ``partner`` when it matched
+        the sender (_match_partners); with a ``mirror`` list, the conversation
+        copy is left to the batch: (event_id, message) is appended to it."""
         Message = self.env["whatsapp.message"].sudo()
         if not item.wamid:
             return False
@@ -253,7 +310,10 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             [("account_id", "=", account.id), ("wamid", "=", item.wamid)], limit=1
         ):
             return True  # already stored: a redelivery changes nothing
-        partner = self._match_partner(account, item)
+        if partner is None:
+            partner = self._match_partner(account, item)
+        elif item.from_user_id and partner.whatsapp_user_id != item.from_user_id:
+            partner.whatsapp_user_id = item.from_user_id
         phone = self._message_phone(partner, item)
         message_type = (
             item.message_type if item.message_type in INBOUND_TYPES else "unsupported"
@@ -309,7 +369,10 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             )
         elif partner and not record:
             message.mail_message_id = message._post_in_chatter(partner, partner)
-        message._mirror_in_conversations()  # the WhatsApp inbox in Discuss
+        if mirror is None:
+            message._mirror_in_conversations()  # the WhatsApp inbox in Discuss
+        else:
+            mirror.append((event_id, message))
         self._apply_opt_out(account, message, item)
         if message.media_state == "pending":
             self.env.ref("whatsapp_business.ir_cron_whatsapp_media_download")._trigger()
@@ -431,6 +494,85 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         elif item.from_user_id and partner.whatsapp_user_id != item.from_user_id:
             partner.whatsapp_user_id = item.from_user_id
         return partner
+
+    @api.model
+    def _match_partners(self, pairs):
+        """_match_partner for the (account, inbound item) pairs of a batch:
+        {_sender_key: partner}, in two searches per company and one create for
+        all the new senders (one contact per number, even when several of its
+        messages are in the batch). Senders without number nor user id are
+        left to _match_partner."""
+        Partner = self.env["res.partner"].sudo().with_context(active_test=False)
+        by_company = defaultdict(list)
+        for account, item in pairs:
+            if item.from_user_id or item.from_wa_id:
+                by_company[account.company_id].append(item)
+        result = {}
+        for company, items in by_company.items():
+            company_domain = [("company_id", "in", [company.id, False])]
+            user_ids = sorted({i.from_user_id for i in items if i.from_user_id})
+            by_user = {}
+            if user_ids:
+                # Same order as _match_partner's search(limit=1): the first wins.
+                for partner in Partner.search(
+                    [("whatsapp_user_id", "in", user_ids), *company_domain]
+                ):
+                    by_user.setdefault(partner.whatsapp_user_id, partner)
+            variants = sorted(
+                {v for i in items if i.from_wa_id for v in e164_variants(i.from_wa_id)}
+            )
+            by_phone = (
+                Partner.search(
+                    [("phone_sanitized", "in", variants), *company_domain],
+                    order="company_id, id",
+                )
+                if variants
+                else Partner.browse()
+            )
+            new_vals, new_by_phone, new_by_user, slots = [], {}, {}, {}
+            for item in items:
+                key = _sender_key(company, item)
+                if key in result or key in slots:
+                    continue
+                partner = by_user.get(item.from_user_id) if item.from_user_id else None
+                if not partner and item.from_wa_id:
+                    wanted = set(e164_variants(item.from_wa_id))
+                    partner = next(
+                        (p for p in by_phone if p.phone_sanitized in wanted), None
+                    )
+                if partner:
+                    result[key] = partner
+                    continue
+                phone = canonical_e164(item.from_wa_id) if item.from_wa_id else False
+                slot = new_by_phone.get(phone) if phone else None
+                if slot is None and item.from_user_id:
+                    slot = new_by_user.get(item.from_user_id)
+                if slot is None:
+                    slot = len(new_vals)
+                    new_vals.append(
+                        {
+                            "name": item.profile_name
+                            or item.username
+                            or phone
+                            or item.from_user_id,
+                            **compat.partner_phone_values(Partner, phone or False),
+                            "company_id": company.id,
+                            "whatsapp_user_id": item.from_user_id or False,
+                        }
+                    )
+                if phone:
+                    new_by_phone.setdefault(phone, slot)
+                if item.from_user_id:
+                    new_by_user.setdefault(item.from_user_id, slot)
+                slots[key] = slot
+            if new_vals:
+                # No "contact created" log: the WhatsApp message follows at once.
+                created = Partner.with_context(
+                    active_test=True, mail_create_nolog=True
+                ).create(new_vals)
+                for key, slot in slots.items():
+                    result[key] = created[slot]
+        return result
 
     @api.model
     def _conversation_record(self, account, partner, item):
@@ -828,6 +970,16 @@ def _naive(value):
     if not value:
         return False
     return value.replace(tzinfo=None) if value.tzinfo else value
+
+
+def _sender_key(account_or_company, item):
+    """Who sent an inbound item, for a company: _match_partners' key."""
+    company = (
+        account_or_company.company_id
+        if account_or_company._name == "whatsapp.account"
+        else account_or_company
+    )
+    return (company.id, item.from_user_id or False, item.from_wa_id or False)
 
 
 def _replied_wamid(item):

@@ -17,3 +17,4 @@ from . import test_webhook_inbox
 from . import test_chat_actions
 from . import test_whatsapp_inbox
 from . import test_inbox_chat
+from . import test_inbound_batching
