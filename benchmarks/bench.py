@@ -480,18 +480,12 @@ action = {{'wamids': messages.mapped('wamid')}}
             index = self.inbound_count
             self.inbound_count += 1
         number = f"5491120{index % INBOUND_CUSTOMERS:06d}"
-        value = {
-            "contacts": [{"profile": {"name": f"Cliente {number}"}, "wa_id": number}],
-            "messages": [
-                {
-                    "from": number,
-                    "id": f"wamid.BENCHIN{self.inbound_tag}{index:08d}",
-                    "timestamp": str(int(time.time())),
-                    "type": "text",
-                    "text": {"body": f"Hola, consulta {index}"},
-                }
-            ],
-        }
+        value = inbound_text_value(
+            number,
+            f"wamid.BENCHIN{self.inbound_tag}{index:08d}",
+            f"Hola, consulta {index}",
+            f"Cliente {number}",
+        )
         raw = self.fake.encode_webhook(
             self.fake.build_envelope(self.account.phone_number_id, value)
         )
@@ -584,16 +578,12 @@ action = {{'wamids': messages.mapped('wamid')}}
             value = {
                 "messaging_product": "whatsapp",
                 "metadata": {"display_phone_number": "15550000000"},
-                "contacts": [{"profile": {"name": f"Par {number}"}, "wa_id": number}],
-                "messages": [
-                    {
-                        "from": number,
-                        "id": f"wamid.BENCHPEER{tag}{index:08d}",
-                        "timestamp": str(int(time.time())),
-                        "type": "text",
-                        "text": {"body": f"peer{tag} consulta {index}"},
-                    }
-                ],
+                **inbound_text_value(
+                    number,
+                    f"wamid.BENCHPEER{tag}{index:08d}",
+                    f"peer{tag} consulta {index}",
+                    f"Par {number}",
+                ),
             }
             body = {
                 "object": "whatsapp_business_account",
@@ -715,6 +705,22 @@ action = {{'wamids': messages.mapped('wamid')}}
 
 
 # -- report --------------------------------------------------------------------------
+
+
+def inbound_text_value(number, wamid, text, name):
+    """The ``value`` of a webhook change carrying one inbound text."""
+    return {
+        "contacts": [{"profile": {"name": name}, "wa_id": number}],
+        "messages": [
+            {
+                "from": number,
+                "id": wamid,
+                "timestamp": str(int(time.time())),
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
+    }
 
 
 def machine_info():

@@ -40,6 +40,7 @@ from bench import (  # noqa: E402
     OdooInstance,
     OdooUnavailable,
     Profiler,
+    inbound_text_value,
     machine_info,
     percentile,
     session,
@@ -52,18 +53,12 @@ POLL_S = 0.02
 
 def body(bench, tag, index):
     number = f"5491130{index % CUSTOMERS:06d}"
-    value = {
-        "contacts": [{"profile": {"name": f"Latencia {number}"}, "wa_id": number}],
-        "messages": [
-            {
-                "from": number,
-                "id": f"wamid.BENCHLAT{tag}{index:08d}",
-                "timestamp": str(int(time.time())),
-                "type": "text",
-                "text": {"body": f"lat{tag} {index} end"},
-            }
-        ],
-    }
+    value = inbound_text_value(
+        number,
+        f"wamid.BENCHLAT{tag}{index:08d}",
+        f"lat{tag} {index} end",
+        f"Latencia {number}",
+    )
     return bench.fake.encode_webhook(
         bench.fake.build_envelope(bench.account.phone_number_id, value)
     )
