@@ -282,21 +282,23 @@ class TestTours(WhatsAppMixin, HttpCase):
         self.assertEqual(gateway.sent[0]["text"]["body"], MESSAGE_BODY)
         self.assertIn("o_whatsapp_state_sent", message.mail_message_id.body)
 
-    def test_inbox_tour(self):
-        """The responsible answers a customer from the WhatsApp inbox in Discuss."""
+    def _inbox_with_a_message(self, login, phone_number_id, waba_id):
+        """A salesperson responsible for an account's new conversations, and a
+        customer whose message is in their conversation: (salesperson, account,
+        partner, that message)."""
         salesperson = new_test_user(
             self.env,
-            login="wa_tour_inbox",
+            login=login,
             name="Sofia Martin",
             groups="sales_team.group_sale_salesman",
         )
         account = self.env["whatsapp.account"].create(
             {
                 "name": "Agency number",
-                "phone_number_id": "109000000000999",
-                "waba_id": "104000000000999",
-                "access_token": "EAAtour-inbox-token",
-                "app_secret": "tour-inbox-secret",
+                "phone_number_id": phone_number_id,
+                "waba_id": waba_id,
+                "access_token": f"EAAtour-{login}-token",
+                "app_secret": f"tour-{login}-secret",
                 "inbox_user_id": salesperson.id,
             }
         )
@@ -306,6 +308,13 @@ class TestTours(WhatsAppMixin, HttpCase):
         inbound = self.open_window(account, PHONE_A)
         inbound.write({"partner_id": partner.id, "body": INBOX_INBOUND})
         inbound._mirror_in_conversations()
+        return salesperson, account, partner, inbound
+
+    def test_inbox_tour(self):
+        """The responsible answers a customer from the WhatsApp inbox in Discuss."""
+        salesperson, _account, partner, inbound = self._inbox_with_a_message(
+            "wa_tour_inbox", "109000000000999", "104000000000999"
+        )
 
         self.run_tour("whatsapp_business_inbox_tour", "wa_tour_inbox")
 
@@ -333,28 +342,9 @@ class TestTours(WhatsAppMixin, HttpCase):
     def test_inbox_chat_tour(self):
         """Chatting in the inbox: a customer message arrives live, the salesperson
         answers with buttons from the conversation, the read tick follows."""
-        salesperson = new_test_user(
-            self.env,
-            login="wa_tour_chat",
-            name="Sofia Martin",
-            groups="sales_team.group_sale_salesman",
+        salesperson, account, partner, first = self._inbox_with_a_message(
+            "wa_tour_chat", "109000000000998", "104000000000998"
         )
-        account = self.env["whatsapp.account"].create(
-            {
-                "name": "Agency number",
-                "phone_number_id": "109000000000998",
-                "waba_id": "104000000000998",
-                "access_token": "EAAtour-chat-token",
-                "app_secret": "tour-chat-secret",
-                "inbox_user_id": salesperson.id,
-            }
-        )
-        partner = self.env["res.partner"].create(
-            {"name": "Amélie Dupont", MOBILE: PHONE_A}
-        )
-        first = self.open_window(account, PHONE_A)
-        first.write({"partner_id": partner.id, "body": INBOX_INBOUND})
-        first._mirror_in_conversations()
         channel = first.channel_message_id.res_id
         Member = self.registry["discuss.channel.member"]
         Composer = self.registry["whatsapp.composer"]
