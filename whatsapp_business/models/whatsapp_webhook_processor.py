@@ -459,41 +459,31 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
     @api.model
     def _match_partner(self, account, item):
         """Existing partner of the account's company (or shared), else a new one."""
+        if item.from_user_id or item.from_wa_id:
+            partner = self._match_partners([(account, item)])[
+                _sender_key(account, item)
+            ]
+            if item.from_user_id and partner.whatsapp_user_id != item.from_user_id:
+                partner.whatsapp_user_id = item.from_user_id
+            return partner
+        # No "contact created" log: the WhatsApp message follows at once.
+        return (
+            self.env["res.partner"]
+            .sudo()
+            .with_context(mail_create_nolog=True)
+            .create(self._new_partner_values(account.company_id, item))
+        )
+
+    @api.model
+    def _new_partner_values(self, company, item):
+        """The contact created for an unknown sender."""
         phone = canonical_e164(item.from_wa_id) if item.from_wa_id else False
-        Partner = self.env["res.partner"].sudo().with_context(active_test=False)
-        company_domain = [("company_id", "in", [account.company_id.id, False])]
-        partner = Partner.browse()
-        if item.from_user_id:
-            partner = Partner.search(
-                [("whatsapp_user_id", "=", item.from_user_id), *company_domain], limit=1
-            )
-        if not partner and phone:
-            partner = Partner.search(
-                [
-                    ("phone_sanitized", "in", e164_variants(item.from_wa_id)),
-                    *company_domain,
-                ],
-                order="company_id, id",
-                limit=1,
-            )
-        if not partner:
-            # No "contact created" log: the WhatsApp message follows at once.
-            partner = Partner.with_context(
-                active_test=True, mail_create_nolog=True
-            ).create(
-                {
-                    "name": item.profile_name
-                    or item.username
-                    or phone
-                    or item.from_user_id,
-                    **compat.partner_phone_values(Partner, phone or False),
-                    "company_id": account.company_id.id,
-                    "whatsapp_user_id": item.from_user_id or False,
-                }
-            )
-        elif item.from_user_id and partner.whatsapp_user_id != item.from_user_id:
-            partner.whatsapp_user_id = item.from_user_id
-        return partner
+        return {
+            "name": item.profile_name or item.username or phone or item.from_user_id,
+            **compat.partner_phone_values(self.env["res.partner"], phone or False),
+            "company_id": company.id,
+            "whatsapp_user_id": item.from_user_id or False,
+        }
 
     @api.model
     def _match_partners(self, pairs):
@@ -549,17 +539,7 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                     slot = new_by_user.get(item.from_user_id)
                 if slot is None:
                     slot = len(new_vals)
-                    new_vals.append(
-                        {
-                            "name": item.profile_name
-                            or item.username
-                            or phone
-                            or item.from_user_id,
-                            **compat.partner_phone_values(Partner, phone or False),
-                            "company_id": company.id,
-                            "whatsapp_user_id": item.from_user_id or False,
-                        }
-                    )
+                    new_vals.append(self._new_partner_values(company, item))
                 if phone:
                     new_by_phone.setdefault(phone, slot)
                 if item.from_user_id:
