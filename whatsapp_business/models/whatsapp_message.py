@@ -396,6 +396,16 @@ class WhatsAppMessage(models.Model):
             .message_post(**kwargs)
         )
 
+    def _chatter_copies(self, conversation=True):
+        """The mail.messages that show this message: its log in the document's
+        chatter and in the contact's, and (``conversation``) its copy in the
+        customer's conversation."""
+        self.ensure_one()
+        copies = [self.mail_message_id, self.partner_mail_message_id]
+        if conversation:
+            copies.append(self.channel_message_id)
+        return [copy for copy in copies if copy]
+
     def _refresh_chatter(self):
         """Show the new delivery state in the chatter messages.
 
@@ -406,15 +416,10 @@ class WhatsAppMessage(models.Model):
         ids, bodies, labels = [], [], {}
         for message in self:
             body = None
-            for mail_message_id in (
-                message.mail_message_id.id,
-                message.partner_mail_message_id.id,
-                message.channel_message_id.id,
-            ):
-                if mail_message_id:
-                    body = body or str(message._chatter_body(labels))
-                    ids.append(mail_message_id)
-                    bodies.append(body)
+            for copy in message._chatter_copies():
+                body = body or str(message._chatter_body(labels))
+                ids.append(copy.id)
+                bodies.append(body)
         if not ids:
             return
         self.env["mail.message"].flush_model(["body"])

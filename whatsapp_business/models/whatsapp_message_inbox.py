@@ -223,12 +223,8 @@ class WhatsAppMessage(models.Model):
         for message in self.filtered(lambda m: m.direction == "outbound"):
             user = message.author_id
             if user and user.active and not user.share:
-                for mail_message in (
-                    message.mail_message_id,
-                    message.partner_mail_message_id,
-                ):
-                    if mail_message:
-                        senders[mail_message.id] = user.partner_id.id
+                for copy in message._chatter_copies(conversation=False):
+                    senders[copy.id] = user.partner_id.id
         return senders
 
     def _push_chatter_bodies(self, bodies):
@@ -237,14 +233,9 @@ class WhatsAppMessage(models.Model):
             return
         states, failures = {}, {}
         for message in self:
-            for mail_message in (
-                message.mail_message_id,
-                message.partner_mail_message_id,
-                message.channel_message_id,
-            ):
-                if mail_message:
-                    states[mail_message.id] = message.state
-                    failures[mail_message.id] = message.failure_title or False
+            for copy in message._chatter_copies():
+                states[copy.id] = message.state
+                failures[copy.id] = message.failure_title or False
         values = {
             mail_message_id: {
                 "id": mail_message_id,
@@ -283,12 +274,8 @@ class WhatsAppMessage(models.Model):
         WhatsApp messages were posted in their chatters."""
         by_id = {}
         for message in self:
-            for mail_message in (
-                message.mail_message_id,
-                message.partner_mail_message_id,
-            ):
-                if mail_message:
-                    by_id[mail_message.id] = message
+            for copy in message._chatter_copies(conversation=False):
+                by_id[copy.id] = message
         threads, partners = {}, defaultdict(set)
         for mail_message_id, model, res_id, partner_id in self._chatter_audience(
             list(by_id)
