@@ -31,6 +31,7 @@ from odoo.tests.common import ChromeBrowser
 from odoo.tools import SQL
 
 from odoo.addons.bus.models.bus import ODOO_NOTIFY_FUNCTION, get_notify_payloads
+from odoo.addons.bus.websocket import WebsocketConnectionHandler
 
 from .common import (
     IN_CI,
@@ -138,6 +139,14 @@ class TestTours(WhatsAppMixin, HttpCase):
     def setUpClass(cls):
         super().setUpClass()
         cls._ensure_encryption_key()
+        # Odoo refuses websockets while a test runs (its runner sets current_test;
+        # pytest-odoo does not): without this, Discuss gets no bus notification in
+        # the runner and nothing arrives live. Odoo's own bus tests do the same.
+        cls.startClassPatcher(
+            patch.object(
+                WebsocketConnectionHandler, "websocket_allowed", return_value=True
+            )
+        )
         cls.env.company.whatsapp_enabled = True
         # No onboarding tour (CRM's) running beside ours, as in crm's own UI tests.
         cls.env.ref("base.user_admin").tour_enabled = False
