@@ -1,4 +1,4 @@
-"""Browser tours in headless Chromium (static/tests/tours/whatsapp_business_tours.js).
+"""Browser tours in headless Chromium (static/tests/tours/*.js).
 
 Run them with Odoo's runner (WHATSAPP_ENCRYPTION_KEY or whatsapp_encryption_key set):
     python3 -m odoo -d DB -i whatsapp_business --test-enable --without-demo=all \
@@ -11,7 +11,7 @@ never ran.
 
 With WHATSAPP_BUSINESS_SCREENSHOTS=<folder> in the environment, the tours also
 save the README screenshots there, 1280x800 PNG: account_health, account_webhook,
-composer and lead_chatter (docs/screenshots/ in the repository).
+composer, lead_chatter and inbox (docs/screenshots/ in the repository).
 """
 
 import base64

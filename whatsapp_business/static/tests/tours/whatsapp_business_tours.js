@@ -1,56 +1,17 @@
 /** @odoo-module **/
 
 import { registry } from "@web/core/registry";
+import { screenshotStep } from "@whatsapp_business/../tests/tours/screenshot";
 
 /*
  * Browser tours of whatsapp_business, run by whatsapp_business/tests/test_tours.py.
  * The Graph API is mocked on the server side: no request leaves the test.
  */
 
-// Set by test_tours.py when the README screenshots are wanted (see docs/screenshots).
-const SCREENSHOT_COOKIE = "whatsapp_business_screenshots=1";
-const SCREENSHOT_MARK = "whatsapp_business:screenshot:";
-const SCREENSHOT_TIMEOUT = 10000;
-
 const ACCOUNT_NAME = "Lyon agency";
 const PHONE_NUMBER_ID = "109000000000777";
 const WABA_ID = "104000000000777";
 const MESSAGE_BODY = "Hello Amélie, your quote is ready. Can we call you tomorrow?";
-
-function sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * A step that does nothing unless screenshots were asked for: then it scrolls
- * `trigger` into view (`block` as in scrollIntoView), closes the notifications
- * if asked, lets the UI settle and asks the test (through a console message) for
- * a PNG of the page, waiting until the test says it is taken.
- */
-function screenshotStep(name, trigger, options = {}) {
-    const { block = "center", closeNotifications = false } = options;
-    return {
-        content: `Screenshot ${name} (only when asked for)`,
-        trigger,
-        async run() {
-            if (!document.cookie.split("; ").includes(SCREENSHOT_COOKIE)) {
-                return;
-            }
-            if (closeNotifications) {
-                for (const button of document.querySelectorAll(".o_notification_close")) {
-                    button.click();
-                }
-            }
-            this.anchor.scrollIntoView({ block });
-            await sleep(400);
-            const taken = new Promise((resolve) => {
-                window.whatsappBusinessScreenshotTaken = resolve;
-            });
-            console.log(`${SCREENSHOT_MARK}${name}`);
-            await Promise.race([taken, sleep(SCREENSHOT_TIMEOUT)]);
-        },
-    };
-}
 
 // Plain steps instead of web_tour's stepUtils, whose module moved between Odoo 18
 // and 19: the addon serves both. Same triggers as stepUtils in community.

@@ -1,6 +1,7 @@
 /** @odoo-module **/
 
 import { registry } from "@web/core/registry";
+import { screenshotStep } from "@whatsapp_business/../tests/tours/screenshot";
 
 /*
  * The WhatsApp inbox in Discuss (test_tours.py, test_inbox_tour): the responsible
@@ -127,5 +128,12 @@ registry.category("web_tour.tours").add("whatsapp_business_inbox_chat_tour", {
             trigger: `.o-mail-Message:contains('${BUTTONS}') .o-whatsapp-MessageState[data-state='read']`,
             timeout: BUS_WAIT,
         },
+        // README: the inbox in Discuss, the WhatsApp category in the sidebar and the
+        // open conversation with its 24-hour window and the read buttons.
+        screenshotStep(
+            "inbox",
+            `.o-mail-Message:contains('${BUTTONS}'):has(.o-whatsapp-MessageState[data-state='read'])`,
+            { block: "end", closeNotifications: true }
+        ),
     ],
 });
