@@ -356,10 +356,13 @@ class WhatsAppMessage(models.Model):
         label = states.get(self.state, "")
         if self.state == "failed" and self.failure_title:
             label = f"{label}: {self.failure_title}"
+        # Closed <i></i>, never <i/>: _refresh_chatter stores this unsanitized and
+        # HTML reads <i/> as an opening tag, the rest of the body then in italics
+        # and FontAwesome's font.
         return Markup(
             '<div class="o_whatsapp_message o_whatsapp_state_%s">'
-            '<i class="fa fa-whatsapp"/> %s<br/>'
-            '<small class="text-muted"><i class="fa %s"/> %s</small></div>'
+            '<i class="fa fa-whatsapp"></i> %s<br/>'
+            '<small class="text-muted"><i class="fa %s"></i> %s</small></div>'
         ) % (self.state, content, icon, label)
 
     def _post_in_chatter(self, record, partner=None, notify=True):
@@ -1394,7 +1397,7 @@ class WhatsAppMessage(models.Model):
                 + content
             )
         if self.interactive_reply_id:
-            content = Markup('<i class="fa fa-hand-pointer-o"/> ') + content
+            content = Markup('<i class="fa fa-hand-pointer-o"></i> ') + content
         if self.message_type == "interactive" and self.interactive_spec:
             spec = self.interactive_spec
             titles = [title for _id, title in payloads.interactive_choices(spec)]
@@ -1407,7 +1410,7 @@ class WhatsAppMessage(models.Model):
             )
             if spec.get("type") == "list":
                 options = (
-                    Markup('<i class="fa fa-list"/> %s: ') % spec.get("button")
+                    Markup('<i class="fa fa-list"></i> %s: ') % spec.get("button")
                     + options
                 )
             content += (
