@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import html2plaintext
+from odoo.tools import clean_context, html2plaintext
 
 from ..tools import compat
 from ..wa_cloud import const, payloads
@@ -439,11 +439,83 @@ class DiscussChannel(models.Model):
             self._whatsapp_send_reply(message, plan)
         return message
 
-    def _whatsapp_post_copy(self, **kwargs):
-        """Post the copy of a WhatsApp message: Discuss's message_post without the
-        reply path (a copy is never sent). Private: no client can call it, unlike
-        a context key."""
-        return super().message_post(**kwargs)  # pylint: disable=super-method-mismatch
+    @api.model
+    def _whatsapp_post_copies(self, posts):
+        """Post copies of WhatsApp messages, ``[(channel, {"body", "author_id",
+        "date"?})]`` in that order, and return the new mail.messages in the same
+        order. Private: no client can call it, and the reply path never runs (a
+        copy is never sent).
+
+        What Discuss's ``message_post`` does for each comment, done once for the
+        batch: one insert of the messages with the values it would give them
+        (author's address, company, alias domain; mail.message fills in the
+        rest), its after-post hook, the conversations' last activity, then each
+        message's own ``discuss.channel/new_message`` notification. Posting them
+        one by one cost as much as the rest of an inbound message's processing.
+        ``message_post``'s recipients only matter for web push: a conversation
+        whose members have a push device gets Discuss's whole notification.
+        """
+        if not posts:
+            return self.env["mail.message"]
+        channels = self.sudo().browse(list(dict.fromkeys(c.id for c, _v in posts)))
+        company = self.env.company
+        alias_domains = channels._mail_get_alias_domains(default_company=company)
+        companies = channels._mail_get_companies(default=company)
+        subtype_id = self.env["ir.model.data"]._xmlid_to_res_id("mail.mt_comment")
+        Message = self.env["mail.message"].sudo()
+        stored_name = Message._fields["record_name"].store
+        authors = (
+            self.env["res.partner"]
+            .sudo()
+            .browse({values["author_id"] for _c, values in posts})
+        )
+        email_from = {author.id: author.email_formatted for author in authors}
+        values_list = []
+        for channel, values in posts:
+            channel = channels.browse(channel.id)
+            values_list.append(
+                {
+                    **values,
+                    "email_from": email_from[values["author_id"]],
+                    "model": self._name,
+                    "res_id": channel.id,
+                    "message_type": "comment",
+                    "subtype_id": subtype_id,
+                    "email_add_signature": True,
+                    "record_alias_domain_id": alias_domains[channel.id].id,
+                    "record_company_id": companies[channel.id].id,
+                    **({"record_name": channel.display_name} if stored_name else {}),
+                }
+            )
+        messages = Message.with_context(clean_context(self.env.context)).create(
+            values_list
+        )
+        for message, values in zip(messages, values_list, strict=True):
+            channels.browse(values["res_id"])._message_post_after_hook(message, values)
+        channels.last_interest_dt = fields.Datetime.now()
+        pushed = channels._whatsapp_with_push_devices()
+        for channel in channels - pushed:
+            compat.channel_pin_for_members(channel)
+        for message, values in zip(messages, values_list, strict=True):
+            channel = channels.browse(values["res_id"])
+            if channel in pushed:
+                channel._notify_thread(message, values)
+            else:
+                compat.channel_new_message(channel, message)
+        return messages
+
+    def _whatsapp_with_push_devices(self):
+        """The conversations of which a member has a web push device."""
+        members = self.sudo().channel_member_ids
+        devices = (
+            self.env["mail.push.device"]
+            .sudo()
+            .search([("partner_id", "in", members.partner_id.ids)])
+        )
+        partners = devices.partner_id
+        return self.filtered(
+            lambda channel: channel.sudo().channel_member_ids.partner_id & partners
+        )
 
     def _whatsapp_check_reply(self, **kwargs):
         """What the reply sends (see _whatsapp_reply_plan), or a UserError."""
@@ -583,8 +655,9 @@ class DiscussChannel(models.Model):
                     self.env._("No WhatsApp account is set up for your companies.")
                 )
             created = self._whatsapp_conversations({(account, partner): record})
-            self.env["whatsapp.message"]._post_history(
-                created, exclude=self.env["whatsapp.message"]
+            Message = self.env["whatsapp.message"]
+            Message._post_in_conversations(
+                Message._history_posts(created, exclude=Message)
             )
             channel = created[account, partner]
         # The caller opened it from a document they may read: they join it.

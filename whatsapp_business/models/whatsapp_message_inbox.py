@@ -86,31 +86,35 @@ class WhatsAppMessage(models.Model):
         missing = {
             key: record for key, record in opening.items() if key not in conversations
         }
+        posts = []
         if missing:
             created = Channel._whatsapp_conversations(missing)
             conversations.update(created)
-            self._post_history(created, exclude=messages)
+            posts += self._history_posts(created, exclude=messages)
         touched = self.env["discuss.channel"].sudo()
         for message in messages:
             channel = conversations.get((message.account_id, message.partner_id))
             if not channel:
                 continue
             channel._whatsapp_remember_number(message)
-            message.channel_message_id = message._post_in_conversation(channel)
             if message.direction == "inbound":
+                # Assigned before the post: the responsible is told of it.
                 if not channel.whatsapp_user_id:
                     channel._whatsapp_assign_default(message._document())
                 touched |= channel
+            posts.append((message, channel, None))
+        self._post_in_conversations(posts)
         # A customer's message reopens the window: the countdown restarts.
         touched.invalidate_recordset(["whatsapp_window_expires_at"])
         touched._whatsapp_push_state()
         messages._push_new_chatter_messages()
 
     @api.model
-    def _post_history(self, conversations, exclude):
-        """Copy the latest earlier messages of new conversations into them, oldest
-        first and dated as they were, so that opening one shows what was sent
+    def _history_posts(self, conversations, exclude):
+        """The latest earlier messages of new conversations, oldest first and
+        dated as they were, to copy into them: opening one shows what was sent
         before the customer answered (a campaign, a test message)."""
+        posts = []
         for (account, partner), channel in conversations.items():
             history = self.sudo().search(
                 [
@@ -123,30 +127,36 @@ class WhatsAppMessage(models.Model):
                 order="id desc",
                 limit=HISTORY_ON_CREATE,
             )
-            for message in history.sorted("id"):
-                message.channel_message_id = message._post_in_conversation(
-                    channel, date=message.received_date or message.queued_date
-                )
+            posts += [
+                (message, channel, message.received_date or message.queued_date)
+                for message in history.sorted("id")
+            ]
+        return posts
 
-    def _post_in_conversation(self, channel, date=None):
+    @api.model
+    def _post_in_conversations(self, posts):
+        """Copy messages into conversations, ``[(message, channel, date or None)]``,
+        in that order, all at once (discuss.channel._whatsapp_post_copies)."""
+        copies = self.env["discuss.channel"]._whatsapp_post_copies(
+            [
+                (channel, message._conversation_copy_values(date))
+                for message, channel, date in posts
+            ]
+        )
+        for (message, _channel, _date), copy in zip(posts, copies, strict=True):
+            message.channel_message_id = copy
+
+    def _conversation_copy_values(self, date=None):
         """The copy in Discuss: by the customer, or by the user who sent it."""
         self.ensure_one()
         if self.direction == "inbound":
             author = self.partner_id
         else:
             author = (self.author_id or self.env.user).partner_id
-        values = {"date": date} if date else {}
-        return (
-            channel.sudo()
-            .with_context(mail_notify_force_send=False)
-            ._whatsapp_post_copy(
-                body=self._chatter_body(),
-                message_type="comment",
-                subtype_xmlid="mail.mt_comment",
-                author_id=author.id,
-                **values,
-            )
-        )
+        values = {"body": self._chatter_body(), "author_id": author.id}
+        if date:
+            values["date"] = date
+        return values
 
     # ------------------------------------------------------------------ chat
 

@@ -104,18 +104,18 @@ class TestInboundBatches(WebhookCase):
     @mute_logger(EVENT_LOGGER, PROCESSOR_LOGGER)
     def test_a_failing_conversation_copy_hides_no_other_message(self):
         Message = type(self.env["whatsapp.message"])
-        real = Message._post_in_conversation
+        real = Message._conversation_copy_values
 
-        def flaky(self_, channel, date=None):
+        def flaky(self_, date=None):
             if self_.wamid == "wamid.CBAD":
                 raise RuntimeError("copy failed")
-            return real(self_, channel, date=date)
+            return real(self_, date=date)
 
         bad, good = self.receive(
             self.text_body("33612340001", "wamid.CBAD", "un"),
             self.text_body("33612340002", "wamid.CGOOD", "deux"),
         )
-        with patch.object(Message, "_post_in_conversation", flaky):
+        with patch.object(Message, "_conversation_copy_values", flaky):
             self.env["whatsapp.webhook.event"]._cron_process_pending()
         self.assertEqual((bad.state, good.state), ("failed", "done"))
         self.assertIn("copy failed", bad.last_error)

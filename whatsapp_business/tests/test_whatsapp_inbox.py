@@ -5,15 +5,16 @@ import base64
 import json
 import time
 from datetime import timedelta
+from unittest.mock import patch
 
 from psycopg2 import IntegrityError
 
-from odoo import Command
+from odoo import Command, fields
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
-from .common import MOBILE, PHONE_A, messages_entry, webhook_body
+from .common import MOBILE, PHONE_A, WA_ID_A, messages_entry, webhook_body
 from .test_webhook_inbox import status_item
 from .test_webhook_processing import WebhookCase
 
@@ -463,6 +464,9 @@ class TestLiveUpdates(InboxCase):
         for message in messages:
             self.assertIn("o_whatsapp_state_delivered", message.channel_message_id.body)
             self.assertIn("o_whatsapp_state_delivered", message.mail_message_id.body)
+            # Written in SQL, unsanitized: a self-closing <i/> would open an
+            # element in the browser and put the rest of the body inside it.
+            self.assertNotRegex(message.channel_message_id.body, r"<i\b[^>]*/>")
         updates = [
             (model, target, payload)
             for model, target, kind, payload in self.bus_since(mark)
@@ -488,6 +492,146 @@ class TestLiveUpdates(InboxCase):
         self.assertFalse(
             [u for u in updates if u[:2] == ("res.partner", self.partner_a.id)]
         )
+
+
+@tagged("post_install", "-at_install")
+class TestCopiesInBatch(InboxCase):
+    """The copies of a batch are posted together (one insert, one notification
+    per message): they must be what Discuss's message_post would have made."""
+
+    def deliver_batch(self):
+        """Three texts of two customers (one new) in one webhook body."""
+        now = str(int(time.time()))
+        texts = [
+            (WA_ID_A, "wamid.B1", "Bonjour"),
+            ("33699887766", "wamid.B2", "Hola"),
+            (WA_ID_A, "wamid.B3", "Encore moi"),
+        ]
+        self.deliver(
+            webhook_body(
+                messages_entry(
+                    self.account_a,
+                    messages=[
+                        {
+                            "from": wa_id,
+                            "id": wamid,
+                            "timestamp": now,
+                            "type": "text",
+                            "text": {"body": text},
+                        }
+                        for wa_id, wamid, text in texts
+                    ],
+                    contacts=[
+                        {"profile": {"name": "Amélie"}, "wa_id": WA_ID_A},
+                        {"profile": {"name": "Nuevo"}, "wa_id": "33699887766"},
+                    ],
+                )
+            )
+        )
+        return self.env["whatsapp.message"].search(
+            [("wamid", "in", [wamid for _w, wamid, _t in texts])], order="id"
+        )
+
+    def test_copies_have_the_values_of_a_discuss_post(self):
+        self.partner_a.email = "amelie@example.com"
+        received = self.deliver_batch()
+        copies = received.channel_message_id
+        self.assertEqual(len(copies), 3)
+        self.assertEqual(copies.sorted("id"), copies, "posted in arrival order")
+        channel = self.conversation(self.partner_a)
+        # Discuss's own post of the same message, for reference (mail's class, not
+        # the addon's: no reply path, nothing sent).
+        discuss = next(
+            cls
+            for cls in type(channel).__mro__
+            if cls.__module__ == "odoo.addons.mail.models.discuss.discuss_channel"
+        )
+        reference = discuss.message_post(
+            channel.sudo(),
+            body="Bonjour",
+            message_type="comment",
+            subtype_xmlid="mail.mt_comment",
+            author_id=self.partner_a.id,
+        )
+        compared = [
+            "author_id",
+            "email_from",
+            "message_type",
+            "subtype_id",
+            "model",
+            "res_id",
+            "record_company_id",
+            "record_alias_domain_id",
+            "reply_to",
+            "record_name",
+        ]
+        first = received[0].channel_message_id
+        self.assertEqual(
+            first.read(compared)[0] | {"id": 0},
+            reference.read(compared)[0] | {"id": 0},
+        )
+        self.assertIn("Bonjour", first.body)
+        self.assertTrue(first.message_id, "a Message-Id, as every post")
+        self.assertEqual(received[1].channel_message_id.author_id.name, "Nuevo")
+
+    def test_one_new_message_notification_per_copy(self):
+        mark = self.bus_mark()
+        before = fields.Datetime.now()
+        received = self.deliver_batch()
+        new_messages = [
+            (target, payload)
+            for model, target, kind, payload in self.bus_since(mark)
+            if kind == "discuss.channel/new_message" and model == "discuss.channel"
+        ]
+        # Discuss's client counts one unread message per notification, and reads
+        # the new message as the first of its data.
+        self.assertEqual(
+            [(t, p["id"], p["data"]["mail.message"][0]["id"]) for t, p in new_messages],
+            [
+                (m.channel_message_id.res_id,) * 2 + (m.channel_message_id.id,)
+                for m in received
+            ],
+        )
+        member = self.member(self.conversation(self.partner_a), self.user_a)
+        self.assertEqual(member.message_unread_counter, 2)
+        # Its last activity moves it up in the sidebar.
+        self.assertGreaterEqual(
+            self.conversation(self.partner_a).last_interest_dt, before
+        )
+
+    def test_members_with_a_push_device_get_discuss_web_push(self):
+        """Web push is the one thing of Discuss's recipients a copy needs: where a
+        member has a device, the copy goes through Discuss's whole notification."""
+        self.deliver(self.inbound("wamid.PUSH0"))  # the conversation, user_a's
+        self.env["mail.push.device"].sudo().create(
+            {
+                "partner_id": self.user_a.partner_id.id,
+                "endpoint": "https://push.example.com/device-a",
+                "keys": json.dumps({"p256dh": "x", "auth": "y"}),
+            }
+        )
+        Channel = type(self.env["discuss.channel"])
+        pushed = []
+
+        def web_push(channel, message, recipients_data, *args, **kwargs):
+            pushed.append((message, {r["id"] for r in recipients_data}))
+
+        with patch.object(Channel, "_notify_thread_by_web_push", web_push):
+            self.deliver(self.inbound("wamid.PUSH1", text={"body": "Vous êtes là ?"}))
+            self.deliver(
+                self.inbound("wamid.PUSH2", text={"body": "Hola"}),
+            )
+        copies = (
+            self.received("wamid.PUSH1") | self.received("wamid.PUSH2")
+        ).channel_message_id
+        self.assertEqual([m for m, _r in pushed], list(copies))
+        self.assertTrue(all(self.user_a.partner_id.id in r for _m, r in pushed))
+        # Without a device, no recipient computation at all.
+        self.env["mail.push.device"].sudo().search([]).unlink()
+        pushed.clear()
+        with patch.object(Channel, "_notify_thread_by_web_push", web_push):
+            self.deliver(self.inbound("wamid.PUSH3", text={"body": "Allô"}))
+        self.assertEqual(pushed, [])
 
 
 @tagged("post_install", "-at_install")

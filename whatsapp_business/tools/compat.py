@@ -156,3 +156,23 @@ def store_attrs(names, value, predicate):
         )
         for name in names
     ]
+
+
+def channel_pin_for_members(channel):
+    """What Odoo 18's Discuss sends the members of a channel with a new message
+    (pinned again in their sidebar); Odoo 19 does not send it."""
+    if ODOO_MAJOR < 19:
+        channel._bus_send_store(channel, {"is_pinned": True}, subchannel="members")
+
+
+def channel_new_message(channel, message):
+    """Discuss's ``discuss.channel/new_message`` notification of ``message``.
+
+    Odoo 18 formats the message with ``Store(message)``; Odoo 19 with a Store bound
+    to the channel's bus (what its members may see).
+    """
+    if ODOO_MAJOR >= 19:
+        data = Store(bus_channel=channel).add(message).get_result()
+    else:
+        data = Store(message).get_result()
+    channel._bus_send("discuss.channel/new_message", {"data": data, "id": channel.id})
