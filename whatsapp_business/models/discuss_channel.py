@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import clean_context, html2plaintext
+from odoo.tools import clean_context, format_datetime, html2plaintext
 
 from ..tools import compat
 from ..wa_cloud import const, payloads
@@ -161,14 +161,20 @@ class DiscussChannel(models.Model):
         }
 
     def _whatsapp_window_label(self):
-        """Shown as the conversation's description in Discuss's header. In UTC:
-        one text serves every member, whatever their time zone."""
+        """Shown as the conversation's description in Discuss's header, in the
+        language and time zone of the user it is computed for (the environment's:
+        each member gets their own, see _whatsapp_push_state)."""
         self.ensure_one()
         if not self.whatsapp_window_open:
             return self.env._("24-hour window closed: send a template")
         return self.env._(
-            "Free text until %s UTC (24-hour window)",
-            self.whatsapp_window_expires_at.strftime("%Y-%m-%d %H:%M"),
+            "Free text until %(time)s (24-hour window)",
+            time=format_datetime(
+                self.env,
+                self.whatsapp_window_expires_at,
+                tz=self.env.context.get("tz") or self.env.user.tz or "UTC",
+                dt_format="short",
+            ),
         )
 
     def _channel_basic_info(self):
@@ -205,21 +211,24 @@ class DiscussChannel(models.Model):
         )
 
     def _whatsapp_push_state(self):
-        """Send the conversations' window and responsible to their open clients."""
-        for channel in self:
-            channel._bus_send(
-                "mail.record/insert",
-                compat.store_payload(
-                    "discuss.channel",
-                    [
-                        {
-                            "id": channel.id,
-                            "description": channel._whatsapp_window_label(),
-                            **channel._whatsapp_store_values(),
-                        }
-                    ],
-                ),
-            )
+        """Send the conversations' window and responsible to their members, each
+        in their language and time zone (the window's end is a time of day)."""
+        for channel in self.sudo():
+            values = channel._whatsapp_store_values()
+            for member in channel.channel_member_ids:
+                user = member.partner_id.user_ids[:1]
+                if not user:
+                    continue
+                label = channel.with_context(
+                    lang=user.lang, tz=user.tz
+                )._whatsapp_window_label()
+                member.partner_id._bus_send(
+                    "mail.record/insert",
+                    compat.store_payload(
+                        "discuss.channel",
+                        [{"id": channel.id, "description": label, **values}],
+                    ),
+                )
 
     # ------------------------------------------------------------------ conversations
 

@@ -12,7 +12,7 @@ from psycopg2 import IntegrityError
 from odoo import Command, fields
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
-from odoo.tools import mute_logger
+from odoo.tools import format_datetime, mute_logger
 
 from .common import MOBILE, PHONE_A, WA_ID_A, messages_entry, webhook_body
 from .test_webhook_inbox import status_item
@@ -196,6 +196,58 @@ class TestConversations(InboxCase):
         )
         self.assertEqual(values["whatsapp_user_id"], self.user_a.id)
         self.assertTrue(values["whatsapp_window_expires_at"])
+
+    def test_window_label_in_each_members_language_and_time_zone(self):
+        """The header's "free text until" is a time of day: each member gets it
+        in their language and time zone, also when it is pushed by the webhook
+        cron (which runs in English and UTC)."""
+        self.env["res.lang"]._activate_lang("es_ES")
+        self.env["ir.module.module"]._load_module_terms(
+            ["whatsapp_business"], ["es_ES"], overwrite=True
+        )
+        self.user_a.write({"lang": "es_ES", "tz": "America/Argentina/Buenos_Aires"})
+        self.deliver(self.inbound("wamid.TZ1"))
+        channel = self.conversation(self.partner_a)
+        mark = self.bus_mark()
+        self.deliver(self.inbound("wamid.TZ2", text={"body": "¿Siguen ahí?"}))
+        expires = channel.whatsapp_window_expires_at
+        local = format_datetime(
+            self.env,
+            expires,
+            tz="America/Argentina/Buenos_Aires",
+            dt_format="short",
+            lang_code="es_ES",
+        )
+        pushed = [
+            values["description"]
+            for model, target, kind, payload in self.bus_since(mark)
+            if kind == "mail.record/insert"
+            and (model, target) == ("res.partner", self.user_a.partner_id.id)
+            for values in payload.get("discuss.channel", [])
+            if values["id"] == channel.id and "description" in values
+        ]
+        self.assertEqual(
+            pushed, [f"Texto libre hasta el {local} (ventana de 24 horas)"]
+        )
+        # Three hours behind UTC: not the server's clock.
+        utc = format_datetime(
+            self.env, expires, tz="UTC", dt_format="short", lang_code="es_ES"
+        )
+        self.assertNotEqual(local, utc)
+        # What the client loads for a member in another zone and language.
+        self.assertEqual(
+            channel.with_context(
+                lang="en_US", tz="Europe/Paris"
+            )._whatsapp_window_label(),
+            "Free text until %s (24-hour window)"
+            % format_datetime(
+                self.env,
+                expires,
+                tz="Europe/Paris",
+                dt_format="short",
+                lang_code="en_US",
+            ),
+        )
 
     def send_from_lead(self, body):
         return (
