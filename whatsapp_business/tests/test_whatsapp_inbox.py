@@ -235,19 +235,13 @@ class TestConversations(InboxCase):
         )
         self.assertNotEqual(local, utc)
         # What the client loads for a member in another zone and language.
-        self.assertEqual(
-            channel.with_context(
-                lang="en_US", tz="Europe/Paris"
-            )._whatsapp_window_label(),
-            "Free text until %s (24-hour window)"
-            % format_datetime(
-                self.env,
-                expires,
-                tz="Europe/Paris",
-                dt_format="short",
-                lang_code="en_US",
-            ),
+        paris = format_datetime(
+            self.env, expires, tz="Europe/Paris", dt_format="short", lang_code="en_US"
         )
+        label = channel.with_context(
+            lang="en_US", tz="Europe/Paris"
+        )._whatsapp_window_label()
+        self.assertEqual(label, f"Free text until {paris} (24-hour window)")
 
     def send_from_lead(self, body):
         return (
