@@ -1583,6 +1583,7 @@ class WhatsAppMessage(models.Model):
             | self.channel_message_id
         ).sudo():
             mail_message.attachment_ids = [(4, attachment.id)]
+        self._push_attachments()
         return True
 
     def _failure_values(self, error):

@@ -237,6 +237,35 @@ class WhatsAppMessage(models.Model):
                     senders[copy.id] = user.partner_id.id
         return senders
 
+    def _chatter_targets(self, mail_message_ids):
+        """[(bus target, mail.message ids)]: who shows these messages of ``self``
+        (conversations, internal followers of the documents, the senders)."""
+        channels, partners = defaultdict(set), defaultdict(set)
+        for mail_message_id, model, res_id, partner_id in self._chatter_audience(
+            list(mail_message_ids)
+        ):
+            if model == "discuss.channel":
+                channels[res_id].add(mail_message_id)
+            elif partner_id:
+                partners[partner_id].add(mail_message_id)
+        for mail_message_id, partner_id in self._sender_partners().items():
+            if mail_message_id in mail_message_ids:
+                partners[partner_id].add(mail_message_id)
+        return [
+            (self.env["discuss.channel"].browse(channel_id), ids)
+            for channel_id, ids in channels.items()
+        ] + [
+            (self.env["res.partner"].browse(partner_id), ids)
+            for partner_id, ids in partners.items()
+        ]
+
+    def _push_attachments(self):
+        """Show the media downloaded after the post where the messages are open."""
+        copies = {copy.id for message in self for copy in message._chatter_copies()}
+        Mail = self.env["mail.message"].sudo()
+        for target, ids in self._chatter_targets(copies):
+            compat.push_attachments(target, Mail.browse(sorted(ids)))
+
     def _push_chatter_bodies(self, bodies):
         """Send refreshed bodies ({mail.message id: body}) to whoever shows them."""
         if not bodies:
@@ -255,24 +284,7 @@ class WhatsAppMessage(models.Model):
             }
             for mail_message_id, body in bodies.items()
         }
-        channels, partners = defaultdict(set), defaultdict(set)
-        for mail_message_id, model, res_id, partner_id in self._chatter_audience(
-            list(bodies)
-        ):
-            if model == "discuss.channel":
-                channels[res_id].add(mail_message_id)
-            elif partner_id:
-                partners[partner_id].add(mail_message_id)
-        for mail_message_id, partner_id in self._sender_partners().items():
-            if mail_message_id in values:
-                partners[partner_id].add(mail_message_id)
-        targets = [
-            (self.env["discuss.channel"].browse(channel_id), ids)
-            for channel_id, ids in channels.items()
-        ] + [
-            (self.env["res.partner"].browse(partner_id), ids)
-            for partner_id, ids in partners.items()
-        ]
+        targets = self._chatter_targets(set(values))
         for target, ids in targets:
             target._bus_send(
                 "mail.record/insert",

@@ -14,6 +14,7 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import format_datetime, mute_logger
 
+from ..wa_cloud.client import CloudApiClient, MediaInfo
 from .common import MOBILE, PHONE_A, WA_ID_A, messages_entry, webhook_body
 from .test_webhook_inbox import status_item
 from .test_webhook_processing import WebhookCase
@@ -242,6 +243,62 @@ class TestConversations(InboxCase):
             lang="en_US", tz="Europe/Paris"
         )._whatsapp_window_label()
         self.assertEqual(label, f"Free text until {paris} (24-hour window)")
+
+    def test_media_downloaded_later_is_shown_live(self):
+        """A customer's photo is posted before its download (a cron job): once it
+        is downloaded, open conversations and chatters show it without a reload."""
+        self.deliver(
+            self.inbound(
+                "wamid.IMG1",
+                message_type="image",
+                image={"id": "1480001122334455", "mime_type": "image/jpeg"},
+            )
+        )
+        message = self.received("wamid.IMG1")
+        channel = self.conversation(self.partner_a)
+        self.assertEqual(message.channel_message_id.res_id, channel.id)
+        mark = self.bus_mark()
+        with (
+            patch.object(
+                CloudApiClient,
+                "get_media_url",
+                return_value=MediaInfo(
+                    url="https://lookaside.example/x", mime_type="image/jpeg"
+                ),
+            ),
+            patch.object(
+                CloudApiClient, "download_media", return_value=b"\xff\xd8jpeg"
+            ),
+        ):
+            self.env["whatsapp.message"]._cron_download_media()
+        attachment = message.attachment_id
+        self.assertTrue(attachment)
+
+        def attachments_shown(model, target):
+            shown = {}
+            for sent_model, sent_target, kind, payload in self.bus_since(mark):
+                if kind != "mail.record/insert" or (sent_model, sent_target) != (
+                    model,
+                    target,
+                ):
+                    continue
+                for values in payload.get("mail.message", []):
+                    if "attachment_ids" in values:
+                        shown[values["id"]] = [
+                            a["id"] if isinstance(a, dict) else a
+                            for a in values["attachment_ids"]
+                        ]
+            return shown
+
+        self.assertEqual(
+            attachments_shown("discuss.channel", channel.id),
+            {message.channel_message_id.id: [attachment.id]},
+        )
+        # The lead's salesperson (an internal follower) has its chatter open.
+        self.assertEqual(
+            attachments_shown("res.partner", self.user_a.partner_id.id),
+            {message.mail_message_id.id: [attachment.id]},
+        )
 
     def send_from_lead(self, body):
         return (

@@ -176,3 +176,24 @@ def channel_new_message(channel, message):
     else:
         data = Store(message).get_result()
     channel._bus_send("discuss.channel/new_message", {"data": data, "id": channel.id})
+
+
+def push_attachments(target, messages):
+    """Send the attachments of ``messages`` (mail.message) to ``target``'s bus
+    channel (a discuss.channel or a res.partner), as Discuss sends those of an
+    edited message: open conversations and chatters show them.
+
+    Odoo 18 describes them with ``Store.many``; Odoo 19 with ``Store.Many`` and a
+    Store bound to the target's bus channel.
+    """
+    if hasattr(Store, "Many"):
+        Store(bus_channel=target).add(
+            messages, [Store.Many("attachment_ids", sort="id")]
+        ).bus_send()
+        return
+    store = Store()
+    for message in messages:
+        store.add(
+            message, {"attachment_ids": Store.many(message.attachment_ids.sorted("id"))}
+        )
+    target._bus_send_store(store)
