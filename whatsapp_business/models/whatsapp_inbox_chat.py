@@ -49,13 +49,18 @@ class MailMessage(models.Model):
     def _extras_to_store(self, store, format_reply):
         # Both series: called once per batch of messages sent to the client.
         result = super()._extras_to_store(store, format_reply=format_reply)
+        # Ticks are on what users send: a customer's message (its author a
+        # contact, already read here) needs no lookup.
+        sent_by_users = self.filtered(
+            lambda m: m.author_id and not m.author_id.partner_share
+        )
         values = [
             {
                 "id": mail_message_id,
                 "whatsapp_state": message.state,
                 "whatsapp_failure": message.failure_title or False,
             }
-            for mail_message_id, message in self._whatsapp_links().items()
+            for mail_message_id, message in sent_by_users._whatsapp_links().items()
             if message.direction == "outbound" and message.state in TICK_STATES
         ]
         if values:
