@@ -129,6 +129,9 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
         # Inbound messages stored by this batch, copied into the conversations
         # once every item is applied (one lookup and one push per conversation).
         posted = []
+        # A redelivered message whose copy failed earlier (a retried event) is
+        # copied now: nothing else would ever post it in its conversation.
+        uncopied = self._stored_without_copy(stored)
         for event_id, account, item in work:
             outcome = outcomes[event_id]
             handler = handlers.get(type(item))
@@ -138,6 +141,9 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
             if isinstance(item, wa_events.InboundMessage) and item.wamid:
                 if (account.id, item.wamid) in stored:
                     outcome["handled"] += 1  # a redelivery changes nothing
+                    message = uncopied.pop((account.id, item.wamid), None)
+                    if message:
+                        posted.append((event_id, message))
                     continue
                 # Two bodies of one sender are never in two workers (ordering
                 # keys), and the batch remembers what it stored (below).
@@ -197,6 +203,32 @@ class WhatsAppWebhookProcessor(models.AbstractModel):
                     event_id,
                 )
                 outcomes[event_id]["errors"].append(f"InboundMessage: {exc}")
+
+    @api.model
+    def _stored_without_copy(self, stored):
+        """{(account id, wamid): whatsapp.message} of the stored inbound messages
+        of ``stored`` that belong in a conversation and have no copy there."""
+        if not stored:
+            return {}
+        messages = (
+            self.env["whatsapp.message"]
+            .sudo()
+            .search(
+                [
+                    ("account_id", "in", list({key[0] for key in stored})),
+                    ("wamid", "in", list({key[1] for key in stored})),
+                    ("direction", "=", "inbound"),
+                    ("partner_id", "!=", False),
+                    ("channel_message_id", "=", False),
+                    ("message_type", "!=", "reaction"),
+                ]
+            )
+        )
+        return {
+            (message.account_id.id, message.wamid): message
+            for message in messages
+            if (message.account_id.id, message.wamid) in stored
+        }
 
     @api.model
     def _stored_wamids(self, keys):

@@ -122,3 +122,16 @@ class TestInboundBatches(WebhookCase):
         self.assertIn("copy failed", bad.last_error)
         self.assertTrue(self.received("wamid.CGOOD").channel_message_id)
         self.assertFalse(self.received("wamid.CBAD").channel_message_id)
+        # The failed event is retried: its message, stored already, now gets its
+        # copy (the redelivery of a copied message changes nothing).
+        copied = self.received("wamid.CGOOD").channel_message_id
+        (bad | good)._process()
+        self.assertEqual((bad.state, good.state), ("done", "done"))
+        self.assertTrue(self.received("wamid.CBAD").channel_message_id)
+        self.assertEqual(self.received("wamid.CGOOD").channel_message_id, copied)
+        self.assertEqual(
+            self.env["mail.message"].search_count(
+                [("model", "=", "discuss.channel"), ("body", "ilike", "deux")]
+            ),
+            1,
+        )
