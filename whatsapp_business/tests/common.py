@@ -11,7 +11,7 @@ from odoo.tools import config
 
 from ..tools.compat import ODOO_MAJOR
 from ..wa_cloud import payloads
-from ..wa_cloud.client import CloudApiClient, PhoneNumberInfo, SendResult
+from ..wa_cloud.client import CloudApiClient, MediaInfo, PhoneNumberInfo, SendResult
 from ..wa_cloud.crypto import CONFIG_OPTION, ENV_VAR
 from ..wa_cloud.webhook import compute_signature
 
@@ -181,6 +181,18 @@ def mock_gateway(errors=None, phone_info=None, phone_info_error=None, read_error
     ):
         gateway.real_send_message = real_send_message
         yield gateway
+
+
+@contextmanager
+def mock_media_download(*downloads):
+    """Patch the client's media lookup (a JPEG on Meta's host) and download: each
+    call of ``download_media`` returns (or raises) the next of ``downloads``."""
+    info = MediaInfo(url="https://lookaside.example/x", mime_type="image/jpeg")
+    with (
+        patch.object(CloudApiClient, "get_media_url", return_value=info),
+        patch.object(CloudApiClient, "download_media", side_effect=list(downloads)),
+    ):
+        yield
 
 
 def sign(raw, secret):

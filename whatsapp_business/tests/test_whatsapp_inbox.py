@@ -16,8 +16,14 @@ from odoo.tools import format_datetime, mute_logger
 
 from odoo.addons.mail.models.mail_thread import MailThread
 
-from ..wa_cloud.client import CloudApiClient, MediaInfo
-from .common import MOBILE, PHONE_A, WA_ID_A, messages_entry, webhook_body
+from .common import (
+    MOBILE,
+    PHONE_A,
+    WA_ID_A,
+    messages_entry,
+    mock_media_download,
+    webhook_body,
+)
 from .test_webhook_inbox import status_item
 from .test_webhook_processing import WebhookCase
 
@@ -260,18 +266,7 @@ class TestConversations(InboxCase):
         channel = self.conversation(self.partner_a)
         self.assertEqual(message.channel_message_id.res_id, channel.id)
         mark = self.bus_mark()
-        with (
-            patch.object(
-                CloudApiClient,
-                "get_media_url",
-                return_value=MediaInfo(
-                    url="https://lookaside.example/x", mime_type="image/jpeg"
-                ),
-            ),
-            patch.object(
-                CloudApiClient, "download_media", return_value=b"\xff\xd8jpeg"
-            ),
-        ):
+        with mock_media_download(b"\xff\xd8jpeg"):
             self.env["whatsapp.message"]._cron_download_media()
         attachment = message.attachment_id
         self.assertTrue(attachment)

@@ -11,7 +11,7 @@ from odoo.tools import mute_logger
 
 from ..wa_cloud.client import CloudApiClient
 from ..wa_cloud.errors import ConnectError, ReadTimeoutError, error_from_response
-from .common import MOBILE, PHONE_A, WhatsAppCase, mock_gateway
+from .common import MOBILE, PHONE_A, WhatsAppCase, mock_gateway, mock_media_download
 
 
 def meta_error(status, code, title="Error", details=""):
@@ -344,22 +344,7 @@ class TestMessageQueue(WhatsAppCase):
                 "media_state": "pending",
             }
         )
-        from ..wa_cloud.client import MediaInfo
-
-        with (
-            patch.object(
-                CloudApiClient,
-                "get_media_url",
-                return_value=MediaInfo(
-                    url="https://lookaside.example/x", mime_type="image/jpeg"
-                ),
-            ),
-            patch.object(
-                CloudApiClient,
-                "download_media",
-                side_effect=[ConnectError("down"), b"\xff\xd8jpeg-bytes"],
-            ),
-        ):
+        with mock_media_download(ConnectError("down"), b"\xff\xd8jpeg-bytes"):
             self.env["whatsapp.message"]._cron_download_media()
             self.assertEqual(message.media_state, "pending")
             self.assertEqual(message.media_attempts, 1)
