@@ -473,12 +473,11 @@ class DiscussChannel(models.Model):
         subtype_id = self.env["ir.model.data"]._xmlid_to_res_id("mail.mt_comment")
         Message = self.env["mail.message"].sudo()
         stored_name = Message._fields["record_name"].store
-        authors = (
-            self.env["res.partner"]
-            .sudo()
-            .browse({values["author_id"] for _c, values in posts})
-        )
-        email_from = {author.id: author.email_formatted for author in authors}
+        # As message_post computes it, once per author.
+        email_from = {
+            author_id: channels._message_compute_author(author_id)[1]
+            for author_id in {values["author_id"] for _c, values in posts}
+        }
         values_list = []
         for channel, values in posts:
             channel = channels.browse(channel.id)
