@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import config
+from odoo.tools import SQL, config, ormcache
 
 from ..tools import compat
 from ..wa_cloud import const
@@ -372,7 +372,11 @@ class WhatsAppAccount(models.Model):
         """Decrypt a secret for the code that needs it (never for display)."""
         self.ensure_one()
         assert fname in SECRET_FIELDS
-        ciphertext = self.sudo()[f"{fname}_encrypted"]
+        return self._decrypt_secret(self.sudo()[f"{fname}_encrypted"])
+
+    def _decrypt_secret(self, ciphertext):
+        """The plaintext of one of this account's stored secrets (None if unset)."""
+        self.ensure_one()
         if not ciphertext:
             return None
         box = self._get_secret_box()
@@ -603,6 +607,8 @@ class WhatsAppAccount(models.Model):
         # it is never sent back to the browser.
         accounts.invalidate_recordset(list(SECRET_FIELDS))
         accounts._update_configured_state()
+        # _webhook_route_data may remember the new keys as unknown.
+        self.env.registry.clear_cache()
         return accounts
 
     def write(self, vals):
@@ -616,6 +622,8 @@ class WhatsAppAccount(models.Model):
                 if vals.get("active", account.active):
                     self._check_phone_number_available(number, exclude_ids=self.ids)
         res = super().write(vals)
+        if {"webhook_key", "app_secret_encrypted"} & set(vals):
+            self.env.registry.clear_cache()  # _webhook_route_data
         if vals.get("active"):
             # Events received while the account was archived wait for it.
             self.env["whatsapp.webhook.event"].sudo()._release_held()
@@ -623,6 +631,11 @@ class WhatsAppAccount(models.Model):
             self.invalidate_recordset(list(SECRET_FIELDS))
         if {"access_token", "app_secret", "phone_number_id", "waba_id"} & set(vals):
             self._update_configured_state()
+        return res
+
+    def unlink(self):
+        res = super().unlink()
+        self.env.registry.clear_cache()  # _webhook_route_data
         return res
 
     def copy_data(self, default=None):
@@ -700,15 +713,28 @@ class WhatsAppAccount(models.Model):
 
     def _touch_last_webhook(self):
         """Remember the last webhook, writing the account row at most once a minute."""
-        now = fields.Datetime.now()
-        stale = self.sudo().filtered(
-            lambda a: (
-                not a.last_webhook_date
-                or a.last_webhook_date < now - timedelta(minutes=1)
-            )
+        if self:
+            self.env.cr.execute(self._touch_last_webhook_sql(self.ids))
+            self.invalidate_recordset(["last_webhook_date"])
+
+    @api.model
+    def _touch_last_webhook_sql(self, account_ids):
+        """The statement of _touch_last_webhook, for the webhook route's single query.
+
+        A condition in SQL rather than a read then a write: the route then costs no
+        round trip for it, and the row is locked once a minute, not at every POST.
+        """
+        return SQL(
+            """
+            UPDATE whatsapp_account
+               SET last_webhook_date = now() at time zone 'UTC'
+             WHERE id IN %(ids)s
+               AND (last_webhook_date IS NULL
+                    OR last_webhook_date
+                       < (now() at time zone 'UTC') - interval '1 minute')
+            """,
+            ids=tuple(account_ids),
         )
-        if stale:
-            stale.write({"last_webhook_date": now})
 
     def _mark_success(self):
         # Throttled: the send queue calls this for every batch, webhooks write the
@@ -918,8 +944,26 @@ class WhatsAppAccount(models.Model):
     # ------------------------------------------------------------------ lookups
 
     @api.model
+    @ormcache("key")
+    def _webhook_route_data(self, key):
+        """(account id, app secret ciphertext) of a webhook key, or None.
+
+        Cached: every POST needs them and they change only when an admin edits the
+        account (write and unlink clear the cache, on every server of the database).
+        """
+        if not key:
+            return None
+        self.env.cr.execute(
+            "SELECT id, app_secret_encrypted FROM whatsapp_account "
+            "WHERE webhook_key = %s",
+            (key,),
+        )
+        row = self.env.cr.fetchone()
+        return tuple(row) if row else None
+
+    @api.model
     def _find_by_webhook_key(self, key):
-        """The account of a webhook URL, with what the route needs in one query."""
+        """The account of a webhook URL, with its verify token (the handshake's)."""
         if not key:
             return self.browse()
         return (
@@ -927,12 +971,7 @@ class WhatsAppAccount(models.Model):
             .with_context(active_test=False)
             .search_fetch(
                 [("webhook_key", "=", key)],
-                [
-                    "app_secret_encrypted",
-                    "verify_token",
-                    "last_webhook_date",
-                    "company_id",
-                ],
+                ["verify_token"],
                 limit=1,
             )
         )

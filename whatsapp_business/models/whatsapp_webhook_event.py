@@ -108,36 +108,60 @@ class WhatsAppWebhookEvent(models.Model):
 
     @api.model
     def _receive(self, account, raw, ordering_keys=None):
-        """Store a verified body once; return the new event or None for a repeat."""
+        """Store a verified body once, note the account's last webhook and wake the
+        processing; return the new event or None for a repeat.
+
+        One statement does all three reads and writes: the webhook route pays one
+        round trip to the database for them, not four.
+        """
         digest = hashlib.sha256(raw).hexdigest()
         if ordering_keys is None:
             ordering_keys = wa_events.ordering_keys(raw)
+        cron_id = self._processing_cron_id()
         # ON CONFLICT keeps a repeated delivery from raising (and from logging).
         self.env.cr.execute(
-            """
-            INSERT INTO whatsapp_webhook_event
-                (account_id, company_id, payload, payload_hash, ordering_keys,
-                 received_date, state, attempts, item_count, ignored_count,
-                 create_uid, write_uid, create_date, write_date)
-            VALUES (%(account)s, %(company)s, %(payload)s, %(hash)s, %(keys)s,
-                    (now() at time zone 'UTC'), 'pending', 0, 0, 0, %(uid)s, %(uid)s,
-                    (now() at time zone 'UTC'), (now() at time zone 'UTC'))
-            ON CONFLICT (account_id, payload_hash) DO NOTHING
-            RETURNING id
-            """,
-            {
-                "account": account.id,
-                "company": account.company_id.id,
-                "payload": raw.decode("utf-8", errors="replace"),
-                "hash": digest,
-                "keys": " ".join(ordering_keys),
-                "uid": self.env.uid,
-            },
+            SQL(
+                """
+                WITH touched AS (%(touch)s),
+                stored AS (
+                    INSERT INTO whatsapp_webhook_event
+                        (account_id, company_id, payload, payload_hash, ordering_keys,
+                         received_date, state, attempts, item_count, ignored_count,
+                         create_uid, write_uid, create_date, write_date)
+                    SELECT account.id, account.company_id, %(payload)s, %(hash)s,
+                           %(keys)s, (now() at time zone 'UTC'), 'pending', 0, 0, 0,
+                           %(uid)s, %(uid)s, (now() at time zone 'UTC'),
+                           (now() at time zone 'UTC')
+                      FROM whatsapp_account account
+                     WHERE account.id = %(account)s
+                    ON CONFLICT (account_id, payload_hash) DO NOTHING
+                    RETURNING id
+                )
+                SELECT (SELECT id FROM stored),
+                       EXISTS (SELECT 1 FROM ir_cron_trigger WHERE cron_id = %(cron)s)
+                """,
+                touch=account._touch_last_webhook_sql(account.ids),
+                account=account.id,
+                payload=raw.decode("utf-8", errors="replace"),
+                hash=digest,
+                keys=" ".join(ordering_keys),
+                uid=self.env.uid,
+                cron=cron_id,
+            )
         )
-        row = self.env.cr.fetchone()
-        return self.browse(row[0]) if row else None
+        event_id, processing_due = self.env.cr.fetchone()
+        account.invalidate_recordset(["last_webhook_date"])
+        if event_id is None:
+            return None
+        if not processing_due:
+            self.env["ir.cron"].browse(cron_id)._trigger()
+        return self.browse(event_id)
 
     # ------------------------------------------------------------------ processing
+
+    @api.model
+    def _processing_cron_id(self):
+        return self.env["ir.model.data"]._xmlid_to_res_id(PROCESS_CRON_XMLIDS[0])
 
     @api.model
     def _trigger_processing(self):
@@ -149,9 +173,7 @@ class WhatsAppWebhookEvent(models.Model):
         case where the cron ends between our check and our commit, its regular
         one-minute run picks the event up: it is never lost, only later.
         """
-        cron_id = self.env["ir.model.data"]._xmlid_to_res_id(
-            "whatsapp_business.ir_cron_whatsapp_webhook_process"
-        )
+        cron_id = self._processing_cron_id()
         self.env.cr.execute(
             "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s LIMIT 1", (cron_id,)
         )

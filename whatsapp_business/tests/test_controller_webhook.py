@@ -175,6 +175,30 @@ class TestWebhookController(WhatsAppMixin, HttpCase):
         response = self._post(b"{}", url="/whatsapp/webhook/nope")
         self.assertEqual(response.status_code, 404)
 
+    @mute_logger(CONTROLLER_LOGGER)
+    def test_new_app_secret_and_deleted_account_apply_at_once(self):
+        # The route remembers each URL's account and secret between requests: an
+        # admin's change must still count from the very next POST.
+        self.assertEqual(self._post(self._text_body(wamid="wamid.S1")).status_code, 200)
+        self.account_a.sudo().app_secret = "app-secret-new"
+        old = self._post(self._text_body(wamid="wamid.S2"))
+        self.assertEqual(old.status_code, 403)
+        new = self._post(self._text_body(wamid="wamid.S3"), secret="app-secret-new")
+        self.assertEqual(new.status_code, 200)
+        self.assertEqual(
+            self.env["whatsapp.message"]
+            .search([("wamid", "in", ["wamid.S1", "wamid.S2", "wamid.S3"])])
+            .mapped("wamid"),
+            ["wamid.S3", "wamid.S1"],
+        )
+        other = self.account_b.copy({"phone_number_id": "109000000000077"})
+        other.sudo().app_secret = "app-secret-other"
+        url = f"/whatsapp/webhook/{other.sudo().webhook_key}"
+        raw = webhook_body(messages_entry(other))
+        self.assertEqual(self._post(raw, "app-secret-other", url=url).status_code, 200)
+        other.sudo().unlink()
+        self.assertEqual(self._post(raw, "app-secret-other", url=url).status_code, 404)
+
     # ------------------------------------------------------------------ inbound
 
     def test_inbound_text_stored_once(self):

@@ -154,6 +154,41 @@ class TestRouteLimits(WhatsAppMixin, HttpCase):
         )
         self.assertEqual(response.status_code, 413)
 
+    def test_chunked_body_survives_a_retried_transaction(self):
+        # Odoo runs the route again after a serialization conflict (another
+        # worker wrote the account row); the chunked stream is consumed by then.
+        Event = type(self.env["whatsapp.webhook.event"])
+        receive = Event._receive
+        attempts = []
+
+        def conflict_once(events, *args, **kwargs):
+            attempts.append(1)
+            if len(attempts) == 1:
+                events.env.cr.execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'concurrent update' "
+                    "USING ERRCODE = 'serialization_failure'; END $$"
+                )
+            return receive(events, *args, **kwargs)
+
+        raw = webhook_body(messages_entry(self.account_a)).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign(raw, "app-secret-a"),
+        }
+        with (
+            patch.object(Event, "_receive", conflict_once),
+            patch("odoo.service.model.time.sleep"),  # the retry's back-off
+        ):
+            response = self.url_open(
+                self.url,
+                data=(raw[i : i + 100] for i in range(0, len(raw), 100)),
+                headers=headers,
+            )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(len(attempts), 2, "the route ran once, not twice")
+        event = self.env["whatsapp.webhook.event"].search([], order="id desc", limit=1)
+        self.assertEqual(event.payload.encode(), raw)
+
 
 @tagged("post_install", "-at_install")
 class TestSetBasedStatuses(WebhookCase):
