@@ -7,11 +7,12 @@ what an agent writes in the conversation is sent through the queue
 
 from datetime import timedelta
 
+import psycopg2
 from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.tools import clean_context, format_datetime, html2plaintext
+from odoo.tools import clean_context, format_datetime, html2plaintext, mute_logger
 
 from ..tools import compat
 from ..wa_cloud import const, payloads
@@ -258,33 +259,62 @@ class DiscussChannel(models.Model):
         }
         if not create:
             return result
-        for (account, partner), record in keys.items():
-            if (account, partner) not in result:
-                result[account, partner] = Channel._whatsapp_create(
-                    account, partner, record
-                )
+        missing = [
+            (account, partner, record)
+            for (account, partner), record in keys.items()
+            if (account, partner) not in result
+        ]
+        if missing:
+            created = Channel._whatsapp_create_many(missing)
+            for (account, partner, _record), channel in zip(
+                missing, created, strict=True
+            ):
+                result[account, partner] = channel
         return result
 
     @api.model
     def _whatsapp_create(self, account, partner, record=None):
+        return self._whatsapp_create_many([(account, partner, record)])
+
+    @api.model
+    def _whatsapp_create_many(self, items):
+        """Create the conversations of ``items`` [(account, partner, document)], in
+        that order, and give each its responsible."""
         # install_mode: Discuss would make the current user (the webhook cron's
         # OdooBot, a manager sending a campaign) a member; the responsible is.
-        channel = (
-            self.sudo()
-            .with_context(install_mode=True)
-            .create(
-                {
-                    "channel_type": "whatsapp",
-                    "name": partner.display_name or partner.name or "?",
-                    "whatsapp_account_id": account.id,
-                    "whatsapp_partner_id": partner.id,
-                    "whatsapp_phone": partner.phone_sanitized or False,
-                }
-            )
-            .with_context(install_mode=False)
-        )
-        channel._whatsapp_assign_default(record)
-        return channel
+        try:
+            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                channels = (
+                    self.sudo()
+                    .with_context(install_mode=True)
+                    .create(
+                        [
+                            {
+                                "channel_type": "whatsapp",
+                                "name": partner.display_name or partner.name or "?",
+                                "whatsapp_account_id": account.id,
+                                "whatsapp_partner_id": partner.id,
+                                "whatsapp_phone": partner.phone_sanitized or False,
+                            }
+                            for account, partner, _record in items
+                        ]
+                    )
+                    .with_context(install_mode=False)
+                )
+        except psycopg2.errors.UniqueViolation:
+            # Another transaction (a webhook, a colleague) created one of these
+            # since our snapshot, which cannot see it. Odoo runs a request, and the
+            # inbox a webhook batch, again after a serialization failure, and that
+            # run finds the conversation: PostgreSQL raises one (Odoo reads its
+            # code), in place of the constraint's error the user would see.
+            with mute_logger("odoo.sql_db"):
+                self.env.cr.execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'WhatsApp conversation created "
+                    "concurrently' USING ERRCODE = 'serialization_failure'; END $$"
+                )
+        for channel, (_account, _partner, record) in zip(channels, items, strict=True):
+            channel._whatsapp_assign_default(record)
+        return channels
 
     def _whatsapp_assign_default(self, record=None):
         """The customer's open lead's salesperson, else the account's default
