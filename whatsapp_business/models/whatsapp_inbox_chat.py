@@ -8,6 +8,7 @@ message_patch.js): sent with the messages' store data here, updated by the
 """
 
 from odoo import models
+from odoo.exceptions import UserError
 
 from ..tools import compat
 
@@ -78,7 +79,7 @@ class MailMessage(models.Model):
         sends the agent's other remaining one, or none ("")."""
         self.ensure_one()
         user = self.env.user
-        if (
+        if self.env.context.get("whatsapp_withdraw_reaction") or (
             self.model != "discuss.channel"
             or partner != user.partner_id
             or not user.has_group(USER_GROUP)
@@ -107,7 +108,18 @@ class MailMessage(models.Model):
             )
             emoji = others.content or ""
         # As the agent: their rights and name on the queued reaction.
-        linked.sudo(False)._send_reaction(emoji)
+        reaction = linked.sudo(False)._send_reaction(emoji)
+        if reaction.state == "failed":
+            # Refused before any call (the 24-hour window closed, the number opted
+            # out...): the agent learns why, and the transaction, with the reaction
+            # Discuss just stored, is rolled back: none shows that the customer
+            # never got.
+            raise UserError(
+                self.env._(
+                    "Your reaction cannot be sent to the customer: %(reason)s",
+                    reason=reaction.failure_title,
+                )
+            )
 
     def _whatsapp_show_customer_reaction(self, partner, emoji):
         """Show the customer's reaction on this copy as theirs: one at a time, as

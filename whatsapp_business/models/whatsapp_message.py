@@ -416,6 +416,7 @@ class WhatsAppMessage(models.Model):
         markup around escaped content, so the ORM's sanitizing and tracking of
         mail.message would only cost time.
         """
+        self._withdraw_failed_reactions()
         ids, bodies, labels = [], [], {}
         for message in self:
             body = None
@@ -441,6 +442,32 @@ class WhatsAppMessage(models.Model):
         )
         # Open chatters and conversations show the new state without a reload.
         self._push_chatter_bodies(dict(zip(ids, bodies, strict=True)))
+
+    def _withdraw_failed_reactions(self):
+        """An agent's reaction that Meta refused no longer shows as given: not on
+        the customer's message (its chatter logs), nor in the conversation, where
+        Discuss removes it live. A different reaction given since stays."""
+        failed = self.filtered(
+            lambda m: (
+                m.message_type == "reaction"
+                and m.direction == "outbound"
+                and m.state == "failed"
+            )
+        )
+        for reaction in failed.sudo():
+            target = reaction.reply_to_message_id
+            if not target or (target.reaction_emoji or False) != (
+                reaction.body or False
+            ):
+                continue
+            target.write({"reaction_emoji": False, "reaction_date": False})
+            copy = target.channel_message_id
+            agent = reaction.author_id.partner_id
+            if copy and agent and reaction.body:
+                copy.with_context(whatsapp_withdraw_reaction=True)._message_reaction(
+                    reaction.body, "remove", agent, self.env["mail.guest"]
+                )
+            target._refresh_chatter()
 
     # ------------------------------------------------------------------ manager actions
 

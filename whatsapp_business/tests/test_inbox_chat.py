@@ -2,14 +2,18 @@
 the messages, read receipts when an agent opens a conversation, reactions both
 ways, quoted replies and buttons from the conversation."""
 
-from odoo import Command
+from datetime import timedelta
+
+from odoo import Command, fields
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from odoo.addons.mail.tools.discuss import Store
 
-from .common import mock_gateway
+from .common import WA_ID_A, mock_gateway
 from .test_chat_actions import ChatCase
 from .test_whatsapp_inbox import InboxCase
+from .test_whatsapp_message_queue import meta_error
 
 
 def store_values(store, model_name, record_id):
@@ -128,6 +132,31 @@ class TestReactionsInDiscuss(InboxChatCase):
             self.assertFalse(inbound.reaction_emoji)
             self.Message._cron_process_queue()
         self.assertEqual(gateway.sent[1]["reaction"]["emoji"], "")
+
+    def test_a_refused_reaction_does_not_stay_shown(self):
+        _channel, inbound = self.open_conversation()
+        copy = inbound.channel_message_id
+        # Refused by Meta after it was queued: withdrawn from the customer's
+        # message and from the conversation.
+        self.react(copy, self.user_a, "👍")
+        reaction = self.outbound_reactions()
+        with mock_gateway(
+            errors={WA_ID_A: meta_error(400, 131026, "Message undeliverable")}
+        ):
+            self.Message._cron_process_queue()
+        self.assertEqual(reaction.state, "failed")
+        self.assertFalse(inbound.reaction_emoji)
+        self.assertNotIn("o_whatsapp_reaction", str(inbound.mail_message_id.body))
+        self.assertFalse(copy.sudo().reaction_ids)
+        # Refused before any call: the agent is told why and nothing shows.
+        inbound.sudo().received_date = fields.Datetime.now() - timedelta(hours=25)
+        with (
+            self.assertRaisesRegex(UserError, "24-hour"),
+            self.env.cr.savepoint(),
+        ):
+            self.react(copy, self.user_a, "❤️")
+        self.assertFalse(copy.sudo().reaction_ids)
+        self.assertEqual(self.outbound_reactions(), reaction)
 
     def test_reactions_on_our_own_messages_stay_in_odoo(self):
         channel, _inbound = self.open_conversation()
