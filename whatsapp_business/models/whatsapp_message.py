@@ -883,6 +883,20 @@ class WhatsAppMessage(models.Model):
                     Outcome(message.id, FAILED, result=failures[message.id])
                 )
                 continue
+            quoted = message.reply_to_message_id
+            if quoted in messages and not quoted.wamid and quoted.id not in failures:
+                # It quotes one of ours sent in this very round, whose WhatsApp
+                # id is not known yet: sent in the next round, after it, it keeps
+                # its quote.
+                outcomes.append(
+                    Outcome(
+                        message.id,
+                        REQUEUE,
+                        reason=NOT_ATTEMPTED,
+                        attempts=message.retry_count,
+                    )
+                )
+                continue
             try:
                 spec = message._build_send_job()
             except Exception as error:  # noqa: BLE001 - this message only

@@ -215,6 +215,27 @@ class TestQuotedRepliesAndButtons(InboxChatCase):
         )
         self.assertFalse(plain.reply_to_message_id)
 
+    def test_quoting_our_own_message_not_sent_yet_keeps_the_quote(self):
+        channel, _inbound = self.open_conversation()
+        first = self.reply(channel, self.user_a, "Le devis est prêt")
+        channel.with_user(self.user_a).sudo().message_post(
+            body="Il est valable un mois",
+            message_type="comment",
+            subtype_xmlid="mail.mt_comment",
+            parent_id=first.id,
+        )
+        quoted = self.mine([("channel_message_id", "=", first.id)])
+        quoting = self.mine([("body", "=", "Il est valable un mois")])
+        self.assertEqual(quoting.reply_to_message_id, quoted)
+        self.assertFalse(quoted.wamid)  # both wait in the queue
+        gateway = self.run_queue()
+        self.assertEqual(
+            [payload["text"]["body"] for payload in gateway.sent],
+            ["Le devis est prêt", "Il est valable un mois"],
+        )
+        self.assertEqual(gateway.sent[1]["context"], {"message_id": quoted.wamid})
+        self.assertEqual(quoting.state, "sent")
+
     def test_buttons_from_the_conversation_appear_in_it(self):
         channel, _inbound = self.open_conversation()
         action = channel.with_user(self.user_a).action_whatsapp_send_template()
