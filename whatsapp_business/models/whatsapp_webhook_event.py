@@ -153,8 +153,7 @@ class WhatsAppWebhookEvent(models.Model):
         account.invalidate_recordset(["last_webhook_date"])
         if event_id is None:
             return None
-        if not processing_due:
-            self.env["ir.cron"].browse(cron_id)._trigger()
+        self._trigger_processing(due=processing_due)
         return self.browse(event_id)
 
     # ------------------------------------------------------------------ processing
@@ -164,8 +163,9 @@ class WhatsAppWebhookEvent(models.Model):
         return self.env["ir.model.data"]._xmlid_to_res_id(PROCESS_CRON_XMLIDS[0])
 
     @api.model
-    def _trigger_processing(self):
-        """Wake the processing cron, unless it is due already.
+    def _trigger_processing(self, due=None):
+        """Wake the processing cron, unless it is due already (``due``: whether
+        a trigger is pending, when the caller read it already).
 
         A trigger costs a row and a NOTIFY on another connection, which would
         double the cost of the route; one pending trigger is enough, as the cron
@@ -174,10 +174,12 @@ class WhatsAppWebhookEvent(models.Model):
         one-minute run picks the event up: it is never lost, only later.
         """
         cron_id = self._processing_cron_id()
-        self.env.cr.execute(
-            "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s LIMIT 1", (cron_id,)
-        )
-        if not self.env.cr.fetchone():
+        if due is None:
+            self.env.cr.execute(
+                "SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s LIMIT 1", (cron_id,)
+            )
+            due = bool(self.env.cr.fetchone())
+        if not due:
             self.env["ir.cron"].browse(cron_id)._trigger()
 
     @api.model
