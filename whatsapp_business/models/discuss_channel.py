@@ -273,10 +273,6 @@ class DiscussChannel(models.Model):
         return result
 
     @api.model
-    def _whatsapp_create(self, account, partner, record=None):
-        return self._whatsapp_create_many([(account, partner, record)])
-
-    @api.model
     def _whatsapp_create_many(self, items):
         """Create the conversations of ``items`` [(account, partner, document)], in
         that order, and give each its responsible."""

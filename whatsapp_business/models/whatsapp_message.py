@@ -454,6 +454,7 @@ class WhatsAppMessage(models.Model):
                 and m.state == "failed"
             )
         )
+        withdrawn = self.browse()
         for reaction in failed.sudo():
             target = reaction.reply_to_message_id
             if not target or (target.reaction_emoji or False) != (
@@ -461,13 +462,15 @@ class WhatsAppMessage(models.Model):
             ):
                 continue
             target.write({"reaction_emoji": False, "reaction_date": False})
+            withdrawn |= target
             copy = target.channel_message_id
             agent = reaction.author_id.partner_id
             if copy and agent and reaction.body:
                 copy.with_context(whatsapp_withdraw_reaction=True)._message_reaction(
                     reaction.body, "remove", agent, self.env["mail.guest"]
                 )
-            target._refresh_chatter()
+        if withdrawn:
+            withdrawn._refresh_chatter()
 
     # ------------------------------------------------------------------ manager actions
 
@@ -876,6 +879,7 @@ class WhatsAppMessage(models.Model):
 
     def _send_round(self, account, sender, messages):
         failures = messages._sendtime_failures()
+        in_round = set(messages.ids)
         outcomes, jobs = [], []
         for message in messages:
             if message.id in failures:
@@ -884,7 +888,7 @@ class WhatsAppMessage(models.Model):
                 )
                 continue
             quoted = message.reply_to_message_id
-            if quoted in messages and not quoted.wamid and quoted.id not in failures:
+            if quoted.id in in_round and not quoted.wamid and quoted.id not in failures:
                 # It quotes one of ours sent in this very round, whose WhatsApp
                 # id is not known yet: sent in the next round, after it, it keeps
                 # its quote.

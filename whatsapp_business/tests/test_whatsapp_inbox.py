@@ -165,7 +165,9 @@ class TestConversations(InboxCase):
         # Created meanwhile by another transaction (which this one cannot see):
         # not the constraint's error, but a conflict Odoo runs again (below).
         with self.assertRaises(SerializationFailure):
-            self.env["discuss.channel"]._whatsapp_create(self.account_a, partner)
+            self.env["discuss.channel"]._whatsapp_create_many(
+                [(self.account_a, partner, None)]
+            )
         self.assertEqual(self.conversation(partner), channel)
 
     def test_inbound_is_authored_by_customer_and_unread_for_responsible(self):
