@@ -487,6 +487,8 @@ class DiscussChannel(models.Model):
         rest), its after-post hook, the conversations' last activity, then each
         message's own ``discuss.channel/new_message`` notification. Posting them
         one by one cost as much as the rest of an inbound message's processing.
+        Their Reply-To is computed for the batch too (mail.message's create would
+        compute it message by message).
         ``message_post``'s recipients only matter for web push: a conversation
         whose members have a push device gets Discuss's whole notification.
         """
@@ -504,13 +506,19 @@ class DiscussChannel(models.Model):
             author_id: channels._message_compute_author(author_id)[1]
             for author_id in {values["author_id"] for _c, values in posts}
         }
+        reply_to = compat.reply_to_by_post(
+            [channel for channel, _v in posts],
+            [values["author_id"] for _c, values in posts],
+            [email_from[values["author_id"]] for _c, values in posts],
+        )
         values_list = []
-        for channel, values in posts:
+        for (channel, values), message_reply_to in zip(posts, reply_to, strict=True):
             channel = channels.browse(channel.id)
             values_list.append(
                 {
                     **values,
                     "email_from": email_from[values["author_id"]],
+                    "reply_to": message_reply_to,
                     "model": self._name,
                     "res_id": channel.id,
                     "message_type": "comment",
@@ -535,7 +543,7 @@ class DiscussChannel(models.Model):
             if channel in pushed:
                 channel._notify_thread(message, values)
             else:
-                compat.channel_new_message(channel, message)
+                compat.channel_new_message(channel, message, values)
         return messages
 
     def _whatsapp_with_push_devices(self):

@@ -679,6 +679,31 @@ class TestCopiesInBatch(InboxCase):
         self.assertTrue(first.message_id, "a Message-Id, as every post")
         self.assertEqual(received[1].channel_message_id.author_id.name, "Nuevo")
 
+    def test_copies_reply_to_the_catchall_as_a_discuss_post(self):
+        # With an alias domain, message_post's Reply-To is the company's catchall
+        # named after the conversation, not the author's address: the batch
+        # computes it for every copy, twice for a conversation with two copies.
+        self.env.company.alias_domain_id = self.env["mail.alias.domain"].create(
+            {"name": "agency.example.com", "catchall_alias": "catchall"}
+        )
+        received = self.deliver_batch()
+        discuss = next(
+            cls
+            for cls in type(self.env["discuss.channel"]).__mro__
+            if cls.__module__ == "odoo.addons.mail.models.discuss.discuss_channel"
+        )
+        for copy in received.channel_message_id:
+            channel = self.env["discuss.channel"].sudo().browse(copy.res_id)
+            reference = discuss.message_post(
+                channel,
+                body="ref",
+                message_type="comment",
+                subtype_xmlid="mail.mt_comment",
+                author_id=copy.author_id.id,
+            )
+            self.assertIn("catchall@agency.example.com", reference.reply_to)
+            self.assertEqual(copy.reply_to, reference.reply_to)
+
     def test_one_new_message_notification_per_copy(self):
         mark = self.bus_mark()
         before = fields.Datetime.now()
