@@ -55,11 +55,23 @@ class WhatsAppMessage(models.Model):
         copies._push_inbox_states()  # the new copies' ticks
         return messages
 
-    def _document(self):
-        self.ensure_one()
-        if self.res_model in self.env and self.res_id:
-            return self.env[self.res_model].sudo().browse(self.res_id).exists()
-        return None
+    def _documents(self):
+        """{message id: the document it concerns (sudo), or None}, with one
+        existence check per model for the whole batch."""
+        ids_by_model = defaultdict(set)
+        for message in self:
+            if message.res_model in self.env and message.res_id:
+                ids_by_model[message.res_model].add(message.res_id)
+        existing = {
+            model: set(self.env[model].sudo().browse(ids).exists().ids)
+            for model, ids in ids_by_model.items()
+        }
+        return {
+            message.id: self.env[message.res_model].sudo().browse(message.res_id)
+            if message.res_id in existing.get(message.res_model, ())
+            else None
+            for message in self
+        }
 
     def _mirror_in_conversations(self):
         """Post each message in its customer's conversation.
@@ -75,10 +87,11 @@ class WhatsAppMessage(models.Model):
         )
         if not messages:
             return
+        documents = messages._documents()
         keys, opening = {}, {}
         for message in messages:
             key = (message.account_id, message.partner_id)
-            keys.setdefault(key, message._document())
+            keys.setdefault(key, documents[message.id])
             if message.direction == "inbound":
                 opening[key] = keys[key]
         Channel = self.env["discuss.channel"]
@@ -100,7 +113,7 @@ class WhatsAppMessage(models.Model):
             if message.direction == "inbound":
                 # Assigned before the post: the responsible is told of it.
                 if not channel.whatsapp_user_id:
-                    channel._whatsapp_assign_default(message._document())
+                    channel._whatsapp_assign_default(documents[message.id])
                 touched |= channel
             posts.append((message, channel, None))
         self._post_in_conversations(posts)
