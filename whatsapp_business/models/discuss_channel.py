@@ -26,6 +26,9 @@ STORE_KEYS = (
     "whatsapp_window_expires_at",
 )
 
+# A write of these fields only leaves the conversation's WhatsApp values as they are.
+INTEREST_ONLY = {"last_interest_dt"}
+
 # Set by the addon only (in sudo), never by a user's write.
 PROTECTED_FIELDS = {
     "whatsapp_account_id",
@@ -181,7 +184,9 @@ class DiscussChannel(models.Model):
     def _channel_basic_info(self):
         # Odoo 18: the channel's data in the client, and the diffs sent on write.
         data = super()._channel_basic_info()
-        if self.channel_type == "whatsapp":
+        if self.channel_type == "whatsapp" and not self.env.context.get(
+            "whatsapp_sync_skip"
+        ):
             data.update(self._whatsapp_store_values())
             data["description"] = self._whatsapp_window_label()
         return data
@@ -201,7 +206,8 @@ class DiscussChannel(models.Model):
     def _sync_field_names(self):
         # Odoo 19: the diffs sent on write.
         res = super()._sync_field_names()
-        res[None] += self._whatsapp_store_attrs()
+        if not self.env.context.get("whatsapp_sync_skip"):
+            res[None] += self._whatsapp_store_attrs()
         return res
 
     def _whatsapp_store_attrs(self):
@@ -356,6 +362,14 @@ class DiscussChannel(models.Model):
             raise AccessError(
                 self.env._("The account and customer of a conversation are fixed.")
             )
+        if set(vals) <= INTEREST_ONLY:
+            # A new message's last interest cannot change what a conversation
+            # shows of WhatsApp: Discuss, which compares the channel's data
+            # before and after a write, need not compute ours (window label,
+            # responsible...) twice per conversation.
+            return super(
+                DiscussChannel, self.with_context(whatsapp_sync_skip=True)
+            ).write(vals)
         if "whatsapp_user_id" not in vals:
             return super().write(vals)
         conversations = self.filtered(_is_whatsapp)
