@@ -880,6 +880,7 @@ class WhatsAppMessage(models.Model):
     def _send_round(self, account, sender, messages):
         failures = messages._sendtime_failures()
         in_round = set(messages.ids)
+        now = fields.Datetime.now()
         outcomes, jobs = [], []
         for message in messages:
             if message.id in failures:
@@ -887,16 +888,14 @@ class WhatsAppMessage(models.Model):
                     Outcome(message.id, FAILED, result=failures[message.id])
                 )
                 continue
-            quoted = message.reply_to_message_id
-            if quoted.id in in_round and not quoted.wamid and quoted.id not in failures:
-                # It quotes one of ours sent in this very round, whose WhatsApp
-                # id is not known yet: sent in the next round, after it, it keeps
-                # its quote.
+            wait = message._quote_wait(in_round, failures, now)
+            if wait is not None:
                 outcomes.append(
                     Outcome(
                         message.id,
                         REQUEUE,
                         reason=NOT_ATTEMPTED,
+                        delay=wait,
                         attempts=message.retry_count,
                     )
                 )
@@ -1149,6 +1148,26 @@ class WhatsAppMessage(models.Model):
                 message = self.browse(outcome.key)
                 message.write(message._outcome_values(account, outcome, now))
 
+    def _quote_wait(self, in_round, failures, now):
+        """Seconds this message waits for the message of ours it quotes, or None
+        when it goes now. A quote needs the quoted message's WhatsApp id: while
+        that message is still in the queue (in this very round, or waiting for a
+        retry), the reply follows it, and keeps its quote. One that failed for
+        good is no longer on WhatsApp: the reply goes without the quote."""
+        self.ensure_one()
+        quoted = self.reply_to_message_id
+        if not quoted or quoted.wamid or quoted.state != "queued":
+            return None
+        if quoted.id in in_round:
+            return None if quoted.id in failures else 0.0
+        if quoted.next_attempt_date and quoted.next_attempt_date > now:
+            return (quoted.next_attempt_date - now).total_seconds()
+        if quoted.claim_date:
+            # In another process's round (or a crashed one's, until recovered):
+            # look again later rather than at every round.
+            return QUOTE_WAIT_SECONDS
+        return 0.0  # claimed before this one in the next round (older first)
+
     def _outcome_values(self, account, outcome, now):
         """The one place where a send outcome becomes the message's new values.
 
@@ -1159,9 +1178,15 @@ class WhatsAppMessage(models.Model):
         """
         self.ensure_one()
         error = outcome.error
-        if outcome.kind == HOLD or (
-            outcome.kind == REQUEUE and outcome.reason == NOT_ATTEMPTED
-        ):
+        if outcome.kind == REQUEUE and outcome.reason == NOT_ATTEMPTED:
+            # Not tried: no attempt counted; it may wait (a quoted message's retry).
+            if outcome.delay:
+                return {
+                    "claim_date": False,
+                    "next_attempt_date": now + timedelta(seconds=outcome.delay),
+                }
+            return {"claim_date": False}
+        if outcome.kind == HOLD:
             return {"claim_date": False}
         if outcome.kind == RETRY:
             return {
@@ -1658,6 +1683,7 @@ def _receipt_state(outcome):
 # Read receipts sent per account and queue run; the rest go with the next run.
 RECEIPT_BATCH = 500
 QUOTE_PREVIEW = 80  # characters of a quoted message shown above a reply
+QUOTE_WAIT_SECONDS = 30  # a reply's wait for a quoted message claimed elsewhere
 MEDIA_MAX_ATTEMPTS = 5
 MEDIA_EXTENSIONS = {
     "image/jpeg": "jpg",

@@ -236,6 +236,58 @@ class TestQuotedRepliesAndButtons(InboxChatCase):
         self.assertEqual(gateway.sent[1]["context"], {"message_id": quoted.wamid})
         self.assertEqual(quoting.state, "sent")
 
+    def test_quote_of_our_message_waiting_for_a_retry_keeps_the_quote(self):
+        channel, _inbound = self.open_conversation()
+        first = self.reply(channel, self.user_a, "Le devis est prêt")
+        channel.with_user(self.user_a).sudo().message_post(
+            body="Il est valable un mois",
+            message_type="comment",
+            subtype_xmlid="mail.mt_comment",
+            parent_id=first.id,
+        )
+        quoted = self.mine([("channel_message_id", "=", first.id)])
+        quoting = self.mine([("body", "=", "Il est valable un mois")])
+        # Meta refuses the quoted message for now: it is retried later.
+        busy = meta_error(500, 131000, "Something went wrong")
+        gateway = self.run_queue(errors={WA_ID_A: [busy]})
+        self.assertEqual(gateway.sent, [], "the reply waits for the message it quotes")
+        self.assertEqual((quoted.state, quoted.retry_count), ("queued", 1))
+        self.assertEqual(quoting.state, "queued")
+        self.assertEqual(quoting.retry_count, 0, "waiting is no failed attempt")
+        self.assertEqual(quoting.next_attempt_date, quoted.next_attempt_date)
+        # The retry is due (the test's transaction started before "now").
+        (quoted | quoting).next_attempt_date = fields.Datetime.now() - timedelta(
+            hours=1
+        )
+        gateway = self.run_queue()
+        self.assertEqual(
+            [payload["text"]["body"] for payload in gateway.sent],
+            ["Le devis est prêt", "Il est valable un mois"],
+        )
+        self.assertEqual(gateway.sent[1]["context"], {"message_id": quoted.wamid})
+
+    def test_quote_of_our_failed_message_is_sent_without_it(self):
+        channel, _inbound = self.open_conversation()
+        first = self.reply(channel, self.user_a, "Le devis est prêt")
+        channel.with_user(self.user_a).sudo().message_post(
+            body="Il est valable un mois",
+            message_type="comment",
+            subtype_xmlid="mail.mt_comment",
+            parent_id=first.id,
+        )
+        quoted = self.mine([("channel_message_id", "=", first.id)])
+        quoting = self.mine([("body", "=", "Il est valable un mois")])
+        refused = meta_error(400, 131026, "Message undeliverable")
+        gateway = self.run_queue(errors={WA_ID_A: [refused]})
+        self.assertEqual(quoted.state, "failed")
+        # Nothing to quote on WhatsApp: the reply goes, plain.
+        self.assertEqual(
+            [payload["text"]["body"] for payload in gateway.sent],
+            ["Il est valable un mois"],
+        )
+        self.assertNotIn("context", gateway.sent[0])
+        self.assertEqual(quoting.state, "sent")
+
     def test_buttons_from_the_conversation_appear_in_it(self):
         channel, _inbound = self.open_conversation()
         action = channel.with_user(self.user_a).action_whatsapp_send_template()
