@@ -446,7 +446,9 @@ class WhatsAppMessage(models.Model):
     def _withdraw_failed_reactions(self):
         """An agent's reaction that Meta refused no longer shows as given: not on
         the customer's message (its chatter logs), nor in the conversation, where
-        Discuss removes it live. A different reaction given since stays."""
+        Discuss updates it live. What shows instead is what the customer still
+        sees: our last reaction Meta accepted before it (a refused removal gives
+        the removed reaction back), or none. A reaction given since stays."""
         failed = self.filtered(
             lambda m: (
                 m.message_type == "reaction"
@@ -455,20 +457,49 @@ class WhatsAppMessage(models.Model):
             )
         )
         withdrawn = self.browse()
+        no_guest = self.env["mail.guest"]
         for reaction in failed.sudo():
             target = reaction.reply_to_message_id
             if not target or (target.reaction_emoji or False) != (
                 reaction.body or False
             ):
                 continue
-            target.write({"reaction_emoji": False, "reaction_date": False})
+            still_shown = self.sudo().search(
+                [
+                    ("message_type", "=", "reaction"),
+                    ("direction", "=", "outbound"),
+                    ("reply_to_message_id", "=", target.id),
+                    ("id", "<", reaction.id),
+                    ("state", "in", ("sent", "delivered", "read")),
+                ],
+                order="id desc",
+                limit=1,
+            )
+            emoji = still_shown.body or False
+            target.write(
+                {
+                    "reaction_emoji": emoji,
+                    "reaction_date": emoji and still_shown.sent_date,
+                }
+            )
             withdrawn |= target
-            copy = target.channel_message_id
+            copy = target.channel_message_id.with_context(
+                whatsapp_withdraw_reaction=True
+            )
+            if not copy:
+                continue
             agent = reaction.author_id.partner_id
-            if copy and agent and reaction.body:
-                copy.with_context(whatsapp_withdraw_reaction=True)._message_reaction(
-                    reaction.body, "remove", agent, self.env["mail.guest"]
+            if agent and reaction.body and reaction.body != emoji:
+                copy._message_reaction(reaction.body, "remove", agent, no_guest)
+            giver = still_shown.author_id.partner_id
+            if (
+                emoji
+                and giver
+                and not copy.reaction_ids.filtered(
+                    lambda r, e=emoji, p=giver: r.content == e and r.partner_id == p
                 )
+            ):
+                copy._message_reaction(emoji, "add", giver, no_guest)
         if withdrawn:
             withdrawn._refresh_chatter()
 

@@ -158,6 +158,29 @@ class TestReactionsInDiscuss(InboxChatCase):
         self.assertFalse(copy.sudo().reaction_ids)
         self.assertEqual(self.outbound_reactions(), reaction)
 
+    def test_a_refused_removal_gives_the_reaction_back(self):
+        _channel, inbound = self.open_conversation()
+        copy = inbound.channel_message_id
+        self.react(copy, self.user_a, "👍")
+        with mock_gateway():
+            self.Message._cron_process_queue()
+        self.react(copy, self.user_a, "👍", action="remove")
+        self.assertFalse(copy.sudo().reaction_ids)
+        # Meta refuses the removal: the customer still sees the thumbs up, and
+        # so do the agents, in the conversation and on the customer's message.
+        with mock_gateway(
+            errors={WA_ID_A: meta_error(400, 131026, "Message undeliverable")}
+        ):
+            self.Message._cron_process_queue()
+        removal = self.outbound_reactions().sorted("id")[-1]
+        self.assertEqual((removal.body, removal.state), (False, "failed"))
+        self.assertEqual(inbound.reaction_emoji, "👍")
+        self.assertIn("👍", str(inbound.mail_message_id.body))
+        self.assertEqual(
+            [(r.content, r.partner_id) for r in copy.sudo().reaction_ids],
+            [("👍", self.user_a.partner_id)],
+        )
+
     def test_reactions_on_our_own_messages_stay_in_odoo(self):
         channel, _inbound = self.open_conversation()
         posted = self.reply(channel, self.user_a, "Bonjour")
