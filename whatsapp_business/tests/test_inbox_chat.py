@@ -238,7 +238,9 @@ class TestQuotedRepliesAndButtons(InboxChatCase):
         )
         self.assertFalse(plain.reply_to_message_id)
 
-    def test_quoting_our_own_message_not_sent_yet_keeps_the_quote(self):
+    def reply_quoting_our_reply(self):
+        """An agent answers the customer, then quotes that answer: both queued.
+        Returns (quoted, quoting), the two whatsapp.messages."""
         channel, _inbound = self.open_conversation()
         first = self.reply(channel, self.user_a, "Le devis est prêt")
         channel.with_user(self.user_a).sudo().message_post(
@@ -249,6 +251,10 @@ class TestQuotedRepliesAndButtons(InboxChatCase):
         )
         quoted = self.mine([("channel_message_id", "=", first.id)])
         quoting = self.mine([("body", "=", "Il est valable un mois")])
+        return quoted, quoting
+
+    def test_quoting_our_own_message_not_sent_yet_keeps_the_quote(self):
+        quoted, quoting = self.reply_quoting_our_reply()
         self.assertEqual(quoting.reply_to_message_id, quoted)
         self.assertFalse(quoted.wamid)  # both wait in the queue
         gateway = self.run_queue()
@@ -260,16 +266,7 @@ class TestQuotedRepliesAndButtons(InboxChatCase):
         self.assertEqual(quoting.state, "sent")
 
     def test_quote_of_our_message_waiting_for_a_retry_keeps_the_quote(self):
-        channel, _inbound = self.open_conversation()
-        first = self.reply(channel, self.user_a, "Le devis est prêt")
-        channel.with_user(self.user_a).sudo().message_post(
-            body="Il est valable un mois",
-            message_type="comment",
-            subtype_xmlid="mail.mt_comment",
-            parent_id=first.id,
-        )
-        quoted = self.mine([("channel_message_id", "=", first.id)])
-        quoting = self.mine([("body", "=", "Il est valable un mois")])
+        quoted, quoting = self.reply_quoting_our_reply()
         # Meta refuses the quoted message for now: it is retried later.
         busy = meta_error(500, 131000, "Something went wrong")
         gateway = self.run_queue(errors={WA_ID_A: [busy]})
@@ -290,16 +287,7 @@ class TestQuotedRepliesAndButtons(InboxChatCase):
         self.assertEqual(gateway.sent[1]["context"], {"message_id": quoted.wamid})
 
     def test_quote_of_our_failed_message_is_sent_without_it(self):
-        channel, _inbound = self.open_conversation()
-        first = self.reply(channel, self.user_a, "Le devis est prêt")
-        channel.with_user(self.user_a).sudo().message_post(
-            body="Il est valable un mois",
-            message_type="comment",
-            subtype_xmlid="mail.mt_comment",
-            parent_id=first.id,
-        )
-        quoted = self.mine([("channel_message_id", "=", first.id)])
-        quoting = self.mine([("body", "=", "Il est valable un mois")])
+        quoted, quoting = self.reply_quoting_our_reply()
         refused = meta_error(400, 131026, "Message undeliverable")
         gateway = self.run_queue(errors={WA_ID_A: [refused]})
         self.assertEqual(quoted.state, "failed")
