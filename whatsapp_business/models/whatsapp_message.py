@@ -1187,7 +1187,12 @@ class WhatsAppMessage(models.Model):
         good is no longer on WhatsApp: the reply goes without the quote."""
         self.ensure_one()
         quoted = self.reply_to_message_id
-        if not quoted or quoted.wamid or quoted.state != "queued":
+        if (
+            not quoted
+            or quoted.wamid
+            or quoted.state != "queued"
+            or quoted.account_id != self.account_id  # another number's queue
+        ):
             return None
         if quoted.id in in_round:
             return None if quoted.id in failures else 0.0
